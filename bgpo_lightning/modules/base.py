@@ -1,0 +1,163 @@
+"""What the RL and SFT modules share: the policy, generators, greedy evaluation, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from bgpo_lightning.diffusion.sampler import SamplerConfig, generate
+from bgpo_lightning.modules.metrics import MeanWithStdError
+from bgpo_lightning.modules.optim import OptimConfig, build_optimizer
+from bgpo_lightning.policy import PolicySpec, build_policy, decode_responses, encode_prompts
+from bgpo_lightning.tasks import Example, Task
+
+
+class DiffusionPolicyModule(L.LightningModule):
+    """Base class: owns the policy and tokenizer, evaluates with greedy decoding.
+
+    Args:
+        policy: where the policy comes from (embedded tiny model or a local checkpoint).
+        eval_sampler: sampler for validation and test; keep ``temperature=0`` (greedy).
+        optim: optimizer settings.
+        seed: seeds this module's random generators (offset by the rank under DDP).
+        use_chat_template: wrap prompts in the tokenizer's chat template when it has one.
+    """
+
+    def __init__(
+        self,
+        policy: PolicySpec | None = None,
+        eval_sampler: SamplerConfig | None = None,
+        optim: OptimConfig | None = None,
+        seed: int = 0,
+        use_chat_template: bool = False,
+    ) -> None:
+        super().__init__()
+        self.policy_spec = policy or PolicySpec()
+        self.eval_sampler = eval_sampler or SamplerConfig()
+        self.optim = optim or OptimConfig()
+        self.seed = seed
+        self.use_chat_template = use_chat_template
+        self.policy, self.tokenizer = build_policy(self.policy_spec)
+        self.val_accuracy = MeanWithStdError()
+        self.test_accuracy = MeanWithStdError()
+        self._generators: dict[str, torch.Generator] = {}
+        self._pending_generator_states: dict[str, torch.Tensor] = {}
+
+    # ---- runtime objects -------------------------------------------------------------------
+    @property
+    def task(self) -> Task:
+        """The reward/accuracy definitions, handed over by the DataModule."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if datamodule is None or not hasattr(datamodule, "task"):
+            raise RuntimeError("this module needs a PromptDataModule (it provides the task)")
+        return datamodule.task
+
+    def generator(self, name: str) -> torch.Generator:
+        """A named random stream on this module's device, seeded by ``seed`` and the rank.
+
+        Streams are independent of the global RNG, saved in checkpoints and restored on
+        resume, so masks and rollouts replay exactly.
+        """
+        gen = self._generators.get(name)
+        if gen is None or gen.device.type != self.device.type:
+            gen = torch.Generator(device=self.device)
+            offset = sum(name.encode()) * 1000003
+            rank = self.global_rank if self._trainer else 0
+            gen.manual_seed(self.seed + offset + 7919 * rank)
+            if name in self._pending_generator_states:
+                gen.set_state(self._pending_generator_states.pop(name))
+            self._generators[name] = gen
+        return gen
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["generator_states"] = {k: g.get_state() for k, g in self._generators.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._pending_generator_states = dict(checkpoint.get("generator_states", {}))
+        self._generators.clear()
+
+    def on_fit_start(self) -> None:
+        # from_pretrained returns eval-mode models; training must see train mode.
+        self.policy.train()
+
+    # ---- optimisation ------------------------------------------------------------------------
+    def configure_optimizers(self):
+        return build_optimizer(self.policy.parameters(), self.optim)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Runs inside opt.step(), after AMP unscaling: clip the true gradient, log its norm.
+        max_norm = self.optim.grad_clip or float("inf")
+        params = [p for p in self.policy.parameters() if p.grad is not None]
+        if params:
+            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            self.log("train/grad_norm", norm.float(), on_step=True, on_epoch=False)
+
+    # ---- generation and evaluation -----------------------------------------------------------
+    def prompt_tensors(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded prompt ids and attention mask on this module's device."""
+        return encode_prompts(self.tokenizer, prompts, self.device, self.use_chat_template)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        config: SamplerConfig,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Responses ``(N, gen_length)`` for left-padded prompts."""
+        full_mask = torch.cat(
+            [prompt_mask, prompt_mask.new_ones(prompt_mask.shape[0], config.gen_length)], dim=1
+        )
+
+        def logits_fn(x: torch.Tensor) -> torch.Tensor:
+            return self.policy(x, full_mask)
+
+        out = generate(logits_fn, prompt_ids, self.policy.mask_token_id, config, generator)
+        return out[:, prompt_ids.shape[1] :]
+
+    def evaluate_batch(self, batch: list[Example]) -> tuple[list[str], torch.Tensor]:
+        """Greedy completions and their accuracies for a batch of examples."""
+        ids, mask = self.prompt_tensors([e.prompt for e in batch])
+        was_training = self.policy.training
+        self.policy.eval()
+        responses = self.sample(ids, mask, self.eval_sampler)
+        self.policy.train(was_training)
+        texts = decode_responses(self.tokenizer, responses)
+        task = self.task
+        scores = torch.tensor([task.accuracy(t, e) for t, e in zip(texts, batch)])
+        return texts, scores.to(self.device)
+
+    def validation_step(self, batch: list[Example], batch_idx: int) -> None:
+        texts, scores = self.evaluate_batch(batch)
+        self.val_accuracy.update(scores)
+        if batch_idx == 0 and self.logger is not None and hasattr(self.logger.experiment, "add_text"):
+            sample = "\n\n".join(f"{e.prompt} -> {t!r}" for e, t in zip(batch[:4], texts[:4]))
+            self.logger.experiment.add_text("val/completions", sample, self.global_step)
+
+    def on_validation_epoch_end(self) -> None:
+        mean, se = self.val_accuracy.compute()
+        self.log("val/accuracy", mean, sync_dist=False)
+        self.log("val/accuracy_se", se, sync_dist=False)
+        self.val_accuracy.reset()
+
+    def test_step(self, batch: list[Example], batch_idx: int) -> None:
+        _, scores = self.evaluate_batch(batch)
+        self.test_accuracy.update(scores)
+
+    def on_test_epoch_end(self) -> None:
+        mean, se = self.test_accuracy.compute()
+        self.log("test/accuracy", mean)
+        self.log("test/accuracy_se", se)
+        self.test_accuracy.reset()
+
+    # ---- export --------------------------------------------------------------------------------
+    def save_hf(self, directory: str | Path) -> Path:
+        """Writes the policy and tokenizer in Hugging Face format (``from_pretrained`` reads it)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.policy.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        return directory
