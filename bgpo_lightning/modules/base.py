@@ -54,6 +54,10 @@ class DiffusionPolicyModule(L.LightningModule):
             raise RuntimeError("this module needs a PromptDataModule (it provides the task)")
         return datamodule.task
 
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        # Batches are lists of text examples; tensors are made on the device when tokenized.
+        return batch
+
     def generator(self, name: str) -> torch.Generator:
         """A named random stream on this module's device, seeded by ``seed`` and the rank.
 

@@ -1,0 +1,232 @@
+"""Vectorised, semi-autoregressive LLaDA-style sampler for masked diffusion language models.
+
+The response starts fully masked and is split into blocks that are decoded left to right. Within a
+block, every step asks the model for logits over the whole sequence, proposes a token for every
+position of the block, and commits the proposals at the most confident still-masked positions; the
+number committed per step follows a fixed schedule so the block is complete after its last step.
+
+All work is batched over rows (no Python loop over rows), so B prompts x G responses can be
+flattened into one batch by the caller.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+"""Maps token ids ``(B, L)`` (long) to logits ``(B, L, V)`` of any floating dtype."""
+
+Remasking = Literal["low_confidence", "random"]
+REMASKING_MODES: tuple[str, ...] = ("low_confidence", "random")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Settings of the semi-autoregressive sampler.
+
+    Attributes:
+        gen_length: Number of response tokens to generate.
+        block_length: Length of each block; blocks are decoded left to right.
+        steps: Total denoising steps over all blocks, split evenly across blocks.
+        temperature: Sampling temperature; 0 means greedy (argmax) decoding.
+        remasking: How to rank masked positions for unmasking: ``"low_confidence"`` commits the
+            tokens the model is most sure of, ``"random"`` commits random positions.
+    """
+
+    gen_length: int = 16
+    block_length: int = 8
+    steps: int = 8
+    temperature: float = 0.0
+    remasking: Remasking = "low_confidence"
+
+    def __post_init__(self) -> None:
+        if self.gen_length <= 0:
+            raise ValueError(f"gen_length must be positive, got {self.gen_length}")
+        if self.block_length <= 0:
+            raise ValueError(f"block_length must be positive, got {self.block_length}")
+        if self.gen_length % self.block_length != 0:
+            raise ValueError(
+                f"gen_length ({self.gen_length}) must be divisible by "
+                f"block_length ({self.block_length})"
+            )
+        if self.steps < self.num_blocks:
+            raise ValueError(
+                f"steps ({self.steps}) must be at least the number of blocks ({self.num_blocks})"
+            )
+        if self.steps % self.num_blocks != 0:
+            raise ValueError(
+                f"steps ({self.steps}) must be divisible by the number of blocks "
+                f"({self.num_blocks})"
+            )
+        # `not >= 0` also rejects NaN.
+        if not self.temperature >= 0 or self.temperature == float("inf"):
+            raise ValueError(f"temperature must be finite and >= 0, got {self.temperature}")
+        if self.remasking not in REMASKING_MODES:
+            raise ValueError(f"remasking must be one of {REMASKING_MODES}, got {self.remasking!r}")
+
+    @property
+    def num_blocks(self) -> int:
+        """Number of blocks the response is split into."""
+        return self.gen_length // self.block_length
+
+    @property
+    def steps_per_block(self) -> int:
+        """Denoising steps spent on each block."""
+        return self.steps // self.num_blocks
+
+
+def unmask_schedule(num_masked: torch.Tensor, steps: int) -> torch.Tensor:
+    """Splits each row's masked-token count evenly over ``steps`` steps.
+
+    The remainder goes one token each to the first steps, so the counts of a row sum to its
+    ``num_masked`` entry.
+
+    Args:
+        num_masked: ``(B,)`` integer count of masked tokens per row.
+        steps: Number of steps to spread them over.
+
+    Returns:
+        ``(B, steps)`` long tensor: tokens to unmask per row at each step.
+    """
+    num_masked = num_masked.long()
+    base = num_masked // steps
+    remainder = num_masked % steps
+    step_index = torch.arange(steps, device=num_masked.device)
+    return base[:, None] + (step_index[None, :] < remainder[:, None]).long()
+
+
+def select_top_k(confidence: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Marks the ``k[row]`` highest-confidence entries of each row.
+
+    Ties are broken towards the lower index (stable sort), so the result is deterministic.
+    Entries with ``-inf`` confidence are never selected, even if ``k`` asks for more.
+
+    Args:
+        confidence: ``(B, N)`` floating scores.
+        k: ``(B,)`` integer number of entries to select per row.
+
+    Returns:
+        ``(B, N)`` bool tensor, True at the selected entries.
+    """
+    order = torch.sort(confidence, dim=-1, descending=True, stable=True).indices
+    positions = torch.arange(confidence.shape[-1], device=confidence.device)
+    ranks = torch.empty_like(order).scatter_(-1, order, positions.expand_as(order))
+    return (ranks < k[:, None]) & (confidence > float("-inf"))
+
+
+def _propose_tokens(
+    logits: torch.Tensor, temperature: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Greedy or Gumbel-max sample of one token per position from float64 ``logits``."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    # Gumbel-max in float64: argmax(l / T + G) ~ softmax(l / T); float64 avoids the low-precision
+    # noise collapsing distinct tokens, as in LLaDA.
+    noise = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float64)
+    # In place: at LLaDA's vocabulary every (B, block, V) float64 temporary costs gigabytes.
+    noise.log_().neg_().log_().neg_()  # Gumbel(0, 1) = -log(-log(u))
+    return noise.add_(logits / temperature).argmax(dim=-1)
+
+
+def _confidence(
+    logits: torch.Tensor,
+    tokens: torch.Tensor,
+    remasking: str,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Scores each proposed token: its model probability, or a uniform random number."""
+    if remasking == "random":
+        return torch.rand(
+            tokens.shape, generator=generator, device=tokens.device, dtype=torch.float64
+        )
+    # p(token) = exp(logit - logsumexp) avoids materialising a second (B, L, V) softmax tensor.
+    chosen = logits.gather(-1, tokens[..., None]).squeeze(-1)
+    return (chosen - torch.logsumexp(logits, dim=-1)).exp()
+
+
+def check_sampler_inputs(
+    prompt_ids: torch.Tensor, mask_id: int, generator: torch.Generator | None
+) -> None:
+    """Raises ``ValueError`` for inputs that ``generate`` cannot handle."""
+    if prompt_ids.ndim != 2:
+        raise ValueError(f"prompt_ids must be (B, P), got shape {tuple(prompt_ids.shape)}")
+    if prompt_ids.is_floating_point() or prompt_ids.is_complex() or prompt_ids.dtype == torch.bool:
+        raise ValueError(f"prompt_ids must hold integer token ids, got {prompt_ids.dtype}")
+    if mask_id < 0:
+        raise ValueError(f"mask_id must be a valid token id, got {mask_id}")
+    if generator is not None and generator.device.type != prompt_ids.device.type:
+        raise ValueError(
+            f"generator is on {generator.device} but prompt_ids is on {prompt_ids.device}"
+        )
+
+
+def block_logits_float64(
+    logits: torch.Tensor, x: torch.Tensor, mask_id: int, start: int, end: int
+) -> torch.Tensor:
+    """Validates ``logits`` and returns the block's slice in float64, with the mask token banned.
+
+    The mask token is never a valid proposal: committing it would leave the position masked and
+    break the unmasking schedule.
+    """
+    if logits.ndim != 3 or logits.shape[:2] != x.shape:
+        raise ValueError(
+            f"logits_fn must return (B, L, V) = ({x.shape[0]}, {x.shape[1]}, V), "
+            f"got {tuple(logits.shape)}"
+        )
+    if mask_id >= logits.shape[-1]:
+        raise ValueError(f"mask_id {mask_id} is outside the vocabulary of {logits.shape[-1]}")
+    # copy=True: never write into the caller's logits (`.double()` is a no-op on float64 input).
+    block = logits[:, start:end].to(torch.float64, copy=True)
+    block[..., mask_id] = float("-inf")
+    return block
+
+
+@torch.no_grad()
+def generate(
+    logits_fn: LogitsFn,
+    prompt_ids: torch.Tensor,
+    mask_id: int,
+    config: SamplerConfig,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Generates ``config.gen_length`` response tokens after each prompt.
+
+    Random draws per step, in order: Gumbel noise of shape ``(B, block_length, V)`` when
+    ``temperature > 0``, then uniform confidences of shape ``(B, block_length)`` when
+    ``remasking == "random"``. ``reference_generate`` draws the same, so both agree per seed.
+
+    Args:
+        logits_fn: Bidirectional model, ``(B, L)`` ids -> ``(B, L, V)`` logits, called once per
+            step on the full sequence (no cache). Prompts of different lengths are the caller's
+            business (e.g. left padding plus an attention mask inside ``logits_fn``).
+        prompt_ids: ``(B, P)`` integer prompt ids; must not contain ``mask_id``.
+        mask_id: Id of the mask token; it is never generated.
+        config: Sampler settings.
+        generator: Source of randomness; must be on ``prompt_ids.device``. Unused when
+            ``temperature == 0`` and ``remasking == "low_confidence"``.
+
+    Returns:
+        ``(B, P + gen_length)`` tensor: the prompt followed by the generated response.
+    """
+    check_sampler_inputs(prompt_ids, mask_id, generator)
+    batch, prompt_len = prompt_ids.shape
+    x = prompt_ids.new_full((batch, prompt_len + config.gen_length), mask_id)
+    x[:, :prompt_len] = prompt_ids
+
+    for block in range(config.num_blocks):
+        start = prompt_len + block * config.block_length
+        end = start + config.block_length
+        schedule = unmask_schedule((x[:, start:end] == mask_id).sum(-1), config.steps_per_block)
+        for step in range(config.steps_per_block):
+            logits = block_logits_float64(logits_fn(x), x, mask_id, start, end)
+            tokens = _propose_tokens(logits, config.temperature, generator)
+            confidence = _confidence(logits, tokens, config.remasking, generator)
+            # Only masked positions of the current block compete; earlier blocks are done and
+            # later blocks wait their turn (they lie outside the slice).
+            still_masked = x[:, start:end] == mask_id
+            confidence = confidence.masked_fill(~still_masked, float("-inf"))
+            commit = select_top_k(confidence, schedule[:, step])
+            x[:, start:end] = torch.where(commit, tokens.to(x.dtype), x[:, start:end])
+    return x

@@ -1,0 +1,142 @@
+"""LightningDataModule serving task prompts as batches of :class:`Example` lists."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from bgpo_lightning.tasks.base import Example
+from bgpo_lightning.tasks.registry import get_task
+
+SPLITS = ("train", "val", "test")
+
+# Splits a stage needs; generated val/test are built after train to stay disjoint from it.
+_STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+
+
+def collate_examples(batch: list[Example]) -> list[Example]:
+    """Keeps a batch as a plain list: examples are text and metadata, not tensors."""
+    return list(batch)
+
+
+def split_seed(seed: int, split: str) -> int:
+    """Independent, reproducible generator seed for one split."""
+    return random.Random(f"{split}:{seed}").getrandbits(63)
+
+
+class PromptDataModule(L.LightningDataModule):
+    """Train/val/test prompts of one task, loaded from JSON-lines files or generated.
+
+    Batches are lists of :class:`Example`; the same loaders serve RL (prompts) and SFT
+    (``Example.target`` is the response).
+
+    Args:
+        task: Task name, see :data:`bgpo_lightning.tasks.registry.TASKS`.
+        task_kwargs: Task constructor arguments (e.g. ``{"max_empty": 8}``).
+        train_path: JSON-lines training file; ``None`` generates the split procedurally.
+        val_path: Validation file; ``None`` generates it, disjoint from train.
+        test_path: Test file; ``None`` generates it, disjoint from train and val.
+        num_train: Generated training examples, or for a file the first rows used
+            (``None``: all rows; required when generating).
+        num_val: As ``num_train``, for validation.
+        num_test: As ``num_train``, for test.
+        batch_size: Prompts per training step.
+        val_batch_size: Prompts per validation/test batch.
+        seed: Seeds generation and the training shuffle order.
+        num_workers: DataLoader worker processes.
+        require_targets: Drop training examples without an SFT target (``target == ""``,
+            e.g. unsolvable Countdown rows); set it for supervised warm-starts.
+    """
+
+    def __init__(
+        self,
+        task: str = "sudoku",
+        task_kwargs: dict[str, Any] | None = None,
+        train_path: str | None = None,
+        val_path: str | None = None,
+        test_path: str | None = None,
+        num_train: int | None = 2000,
+        num_val: int | None = 256,
+        num_test: int | None = 256,
+        batch_size: int = 8,
+        val_batch_size: int = 64,
+        seed: int = 0,
+        num_workers: int = 0,
+        require_targets: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0 or None, got {value}")
+        self.task = get_task(task, **(task_kwargs or {}))
+        self.paths = {"train": train_path, "val": val_path, "test": test_path}
+        self.sizes = {"train": num_train, "val": num_val, "test": num_test}
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+        self.require_targets = require_targets
+        self._examples: dict[str, list[Example]] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        """Loads or generates the splits the stage needs (all of them for ``None``)."""
+        for split in _STAGE_SPLITS.get(stage, SPLITS):
+            self.examples(split)
+
+    def examples(self, split: str) -> list[Example]:
+        """The examples of ``"train"``, ``"val"`` or ``"test"``, built on first use."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+        if split not in self._examples:
+            self._examples[split] = self._build(split)
+        return self._examples[split]
+
+    def _build(self, split: str) -> list[Example]:
+        path, size = self.paths[split], self.sizes[split]
+        if path is not None:
+            examples = self.task.load(path, limit=size)
+        else:
+            if size is None:
+                raise ValueError(f"num_{split} must be set to generate the {split} split")
+            earlier = SPLITS[: SPLITS.index(split)]
+            exclude = {e.prompt for s in earlier for e in self.examples(s)}
+            examples = self.task.generate(size, seed=split_seed(self.seed, split), exclude=exclude)
+        if split == "train":
+            if self.require_targets:
+                examples = [e for e in examples if e.target]
+            if not examples:
+                raise ValueError(f"{self.task.name}: the training split is empty")
+        return examples
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        # A seeded generator makes the shuffle order reproducible across runs.
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            self.examples(split),  # a list is a valid map-style dataset
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=collate_examples,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training prompts, ``batch_size`` per batch."""
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation prompts in fixed order, ``val_batch_size`` per batch."""
+        return self._loader("val", self.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Test prompts in fixed order, ``val_batch_size`` per batch."""
+        return self._loader("test", self.val_batch_size, shuffle=False)

@@ -1,0 +1,29 @@
+"""Task registry: maps the task names used in configs to task classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bgpo_lightning.tasks.base import Task
+from bgpo_lightning.tasks.countdown import CountdownTask
+from bgpo_lightning.tasks.sudoku import SudokuTask
+
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CountdownTask, SudokuTask)}
+
+
+def get_task(name: str, **kwargs: Any) -> Task:
+    """Builds a task by name.
+
+    Args:
+        name: A key of :data:`TASKS`, e.g. ``"sudoku"``.
+        **kwargs: Constructor arguments of the task class.
+
+    Returns:
+        The task.
+
+    Raises:
+        ValueError: For an unknown name, listing the known ones.
+    """
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(sorted(TASKS))}")
+    return TASKS[name](**kwargs)
