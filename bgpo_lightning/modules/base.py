@@ -8,6 +8,7 @@ import lightning as L
 import torch
 
 from bgpo_lightning.diffusion.sampler import SamplerConfig, generate
+from bgpo_lightning.modules.hparams import as_config
 from bgpo_lightning.modules.metrics import MeanWithStdError
 from bgpo_lightning.modules.optim import OptimConfig, build_optimizer
 from bgpo_lightning.policy import PolicySpec, build_policy, decode_responses, encode_prompts
@@ -34,12 +35,13 @@ class DiffusionPolicyModule(L.LightningModule):
         use_chat_template: bool = False,
     ) -> None:
         super().__init__()
-        self.policy_spec = policy or PolicySpec()
-        self.eval_sampler = eval_sampler or SamplerConfig()
-        self.optim = optim or OptimConfig()
+        self.policy_spec = as_config(PolicySpec, policy)
+        self.eval_sampler = as_config(SamplerConfig, eval_sampler)
+        self.optim = as_config(OptimConfig, optim)
         self.seed = seed
         self.use_chat_template = use_chat_template
         self.policy, self.tokenizer = build_policy(self.policy_spec)
+        self.policy.train()  # from_pretrained returns eval mode; Lightning keeps module modes
         self.val_accuracy = MeanWithStdError()
         self.test_accuracy = MeanWithStdError()
         self._generators: dict[str, torch.Generator] = {}
@@ -53,10 +55,6 @@ class DiffusionPolicyModule(L.LightningModule):
         if datamodule is None or not hasattr(datamodule, "task"):
             raise RuntimeError("this module needs a PromptDataModule (it provides the task)")
         return datamodule.task
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
-        # Batches are lists of text examples; tensors are made on the device when tokenized.
-        return batch
 
     def generator(self, name: str) -> torch.Generator:
         """A named random stream on this module's device, seeded by ``seed`` and the rank.
@@ -81,10 +79,6 @@ class DiffusionPolicyModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._pending_generator_states = dict(checkpoint.get("generator_states", {}))
         self._generators.clear()
-
-    def on_fit_start(self) -> None:
-        # from_pretrained returns eval-mode models; training must see train mode.
-        self.policy.train()
 
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):

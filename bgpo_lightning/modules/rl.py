@@ -28,6 +28,7 @@ from bgpo_lightning.diffusion.masking import MaskSamples, apply_mask, draw_masks
 from bgpo_lightning.diffusion.sampler import SamplerConfig
 from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.modules.base import DiffusionPolicyModule
+from bgpo_lightning.modules.hparams import as_config, plain
 from bgpo_lightning.modules.optim import OptimConfig
 from bgpo_lightning.objectives import (
     bgpo_sample_term,
@@ -88,6 +89,7 @@ class DiffusionRLModule(DiffusionPolicyModule):
         seed: int = 0,
         use_chat_template: bool = False,
     ) -> None:
+        hparams = plain(dict(locals()))
         check_objective(objective)
         for name, value in (
             ("num_mc_samples", num_mc_samples),
@@ -106,7 +108,7 @@ class DiffusionRLModule(DiffusionPolicyModule):
         if kl_coef < 0:
             raise ConfigError(f"kl_coef must be >= 0, got {kl_coef}")
         super().__init__(policy, eval_sampler, optim, seed, use_chat_template)
-        self.save_hyperparameters()
+        self.save_hyperparameters({k: v for k, v in hparams.items() if k not in ("self", "__class__")})
         self.automatic_optimization = False
         self.objective = objective
         self.num_mc_samples = num_mc_samples
@@ -115,7 +117,7 @@ class DiffusionRLModule(DiffusionPolicyModule):
         self.num_inner_updates = num_inner_updates
         self.kl_coef = kl_coef
         self.timestep_sampler = timestep_sampler
-        self.rollout = rollout or SamplerConfig(temperature=0.6)
+        self.rollout = as_config(SamplerConfig, rollout, SamplerConfig(temperature=0.6))
         self.normalize_advantage_std = normalize_advantage_std
         self.separate_old_pass = separate_old_pass
         self.on_reward_error = on_reward_error
@@ -215,10 +217,10 @@ class DiffusionRLModule(DiffusionPolicyModule):
     def _old_elbos_separately(self, roll: dict, masks: MaskSamples) -> torch.Tensor:
         """``l_old`` from a separate no-grad pass (only with ``separate_old_pass``)."""
         n = roll["responses"].shape[0]
-        old = torch.empty(self.num_mc_samples, n, device=self.device, dtype=torch.float32)
+        old = torch.empty(self.num_mc_samples, n, device=self.device, dtype=torch.float64)
         for j in range(self.num_mc_samples):
             for rows in self._micro_batches(n):
-                old[j, rows] = self._forward_sample(roll, masks, j, rows)[0].float()
+                old[j, rows] = self._forward_sample(roll, masks, j, rows)[0]
         return old
 
     def _bgpo_update(self, roll, masks, advantages, old, first: bool) -> torch.Tensor:
@@ -230,7 +232,7 @@ class DiffusionRLModule(DiffusionPolicyModule):
             with self._sync_context(is_last=index == len(parts) - 1):
                 elbo, kl = self._forward_sample(roll, masks, j, rows)
                 if first and not self.separate_old_pass:
-                    old[j, rows] = elbo.detach().float()
+                    old[j, rows] = elbo.detach()
                 g = bgpo_sample_term(elbo, old[j, rows], advantages[rows], self.num_mc_samples)
                 loss = -g.sum() / n
                 if kl is not None:
@@ -249,7 +251,7 @@ class DiffusionRLModule(DiffusionPolicyModule):
                 pairs = [self._forward_sample(roll, masks, j, rows) for j in range(self.num_mc_samples)]
                 elbos = torch.stack([e for e, _ in pairs], dim=-1)
                 if first and not self.separate_old_pass:
-                    old[:, rows] = elbos.detach().float().T
+                    old[:, rows] = elbos.detach().T
                 objective = vrpo_ol_objective(elbos, old[:, rows].T, advantages[rows])
                 loss = -objective.sum() / n
                 if self.kl_coef > 0:
@@ -278,7 +280,8 @@ class DiffusionRLModule(DiffusionPolicyModule):
         old = (
             self._old_elbos_separately(roll, masks)
             if self.separate_old_pass
-            else torch.empty(self.num_mc_samples, n, device=self.device)
+            # float64: an exact copy of l_theta in any compute dtype, so d_j is exactly 0.
+            else torch.empty(self.num_mc_samples, n, device=self.device, dtype=torch.float64)
         )
         update = self._bgpo_update if self.objective == "bgpo" else self._vrpo_ol_update
         for inner in range(self.num_inner_updates):

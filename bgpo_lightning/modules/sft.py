@@ -14,6 +14,7 @@ from bgpo_lightning.diffusion.masking import apply_mask, draw_masks
 from bgpo_lightning.diffusion.sampler import SamplerConfig
 from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.modules.base import DiffusionPolicyModule
+from bgpo_lightning.modules.hparams import as_config, plain
 from bgpo_lightning.modules.optim import OptimConfig
 from bgpo_lightning.policy import PolicySpec, encode_responses
 from bgpo_lightning.tasks import Example
@@ -41,12 +42,14 @@ class DiffusionSFTModule(DiffusionPolicyModule):
         seed: int = 0,
         use_chat_template: bool = False,
     ) -> None:
+        hparams = plain(dict(locals()))
         if timestep_sampler not in ("stratified", "iid"):
             raise ConfigError(
                 f"unknown timestep_sampler {timestep_sampler!r}; choose one of: stratified, iid"
             )
-        super().__init__(policy, eval_sampler, optim or OptimConfig(lr=1e-3), seed, use_chat_template)
-        self.save_hyperparameters()
+        optim = as_config(OptimConfig, optim, OptimConfig(lr=1e-3))
+        super().__init__(policy, eval_sampler, optim, seed, use_chat_template)
+        self.save_hyperparameters({k: v for k, v in hparams.items() if k not in ("self", "__class__")})
         self.timestep_sampler = timestep_sampler
 
     def training_step(self, batch: list[Example], batch_idx: int) -> torch.Tensor:

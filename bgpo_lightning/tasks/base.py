@@ -18,7 +18,9 @@ _OPEN_TAG = "<answer>"
 _CLOSE_TAG = "</answer>"
 
 
-@dataclass(frozen=True)
+# Not frozen: Lightning's precision plugins walk batches with apply_to_collection, which
+# rebuilds dataclasses field by field and refuses frozen ones.
+@dataclass
 class Example:
     """One task instance.
 

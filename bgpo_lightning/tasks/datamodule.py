@@ -116,6 +116,10 @@ class PromptDataModule(L.LightningDataModule):
                 raise ValueError(f"{self.task.name}: the training split is empty")
         return examples
 
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        # Batches are text; the module makes tensors on its device when it tokenizes them.
+        return batch
+
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         # A seeded generator makes the shuffle order reproducible across runs.
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.tasks.base import Task
 from bgpo_lightning.tasks.countdown import CountdownTask
 from bgpo_lightning.tasks.sudoku import SudokuTask
@@ -22,8 +23,8 @@ def get_task(name: str, **kwargs: Any) -> Task:
         The task.
 
     Raises:
-        ValueError: For an unknown name, listing the known ones.
+        ConfigError: For an unknown name, listing the known ones (a ValueError).
     """
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(sorted(TASKS))}")
+        raise ConfigError(f"unknown task {name!r}; choose one of: {', '.join(sorted(TASKS))}")
     return TASKS[name](**kwargs)
