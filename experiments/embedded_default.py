@@ -15,6 +15,7 @@ import json
 import time
 from pathlib import Path
 
+from bgpo_lightning.callbacks import HFExport
 from bgpo_lightning.cli import build_cli
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -36,12 +37,20 @@ def warm_start(root: Path = ROOT) -> Path:
         return target
     print("[warm start] masked-diffusion SFT of the tiny model ...", flush=True)
     cli = build_cli(
-        ["--config", str(config), *QUIET,
-         "--trainer.logger.init_args.save_dir", str(root), "--trainer.default_root_dir", str(root),
-         "--trainer.callbacks+=bgpo_lightning.callbacks.HFExport",
-         "--trainer.callbacks.dirpath", str(target)],
+        [
+            "--config",
+            str(config),
+            *QUIET,
+            "--trainer.logger.init_args.save_dir",
+            str(root),
+            "--trainer.default_root_dir",
+            str(root),
+        ],
         run=False,
     )
+    for callback in cli.trainer.callbacks:
+        if isinstance(callback, HFExport):
+            callback.dirpath = str(target)
     cli.trainer.fit(cli.model, cli.datamodule)
     stamp.write_text(_fingerprint(config))
     return target
@@ -57,10 +66,18 @@ def run_embedded_default(root: Path = ROOT, extra_args: list[str] | None = None)
     start = time.perf_counter()
     checkpoint = warm_start(root)
     cli = build_cli(
-        ["--config", str(CONFIGS / "sudoku_bgpo.yaml"), *QUIET,
-         "--model.init_args.policy.path", str(checkpoint),
-         "--trainer.logger.init_args.save_dir", str(root), "--trainer.default_root_dir", str(root),
-         *(extra_args or [])],
+        [
+            "--config",
+            str(CONFIGS / "sudoku_bgpo.yaml"),
+            *QUIET,
+            "--model.init_args.policy.path",
+            str(checkpoint),
+            "--trainer.logger.init_args.save_dir",
+            str(root),
+            "--trainer.default_root_dir",
+            str(root),
+            *(extra_args or []),
+        ],
         run=False,
     )
     before, before_se = _test_accuracy(cli)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from bgpo_lightning.policy import DiffusionLM, TinyModelConfig, build_char_tokenizer, build_tiny_model
+from bgpo_lightning.policy import (
+    DiffusionLM,
+    TinyModelConfig,
+    build_char_tokenizer,
+    build_tiny_model,
+)
 
 TINY = TinyModelConfig(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32)
 

@@ -21,5 +21,7 @@ class HFExport(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        target = self.dirpath or str(Path(trainer.log_dir or trainer.default_root_dir) / "hf_checkpoint")
+        target = self.dirpath or str(
+            Path(trainer.log_dir or trainer.default_root_dir) / "hf_checkpoint"
+        )
         self.saved_to = pl_module.save_hf(target)

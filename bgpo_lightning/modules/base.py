@@ -125,14 +125,20 @@ class DiffusionPolicyModule(L.LightningModule):
         self.policy.train(was_training)
         texts = decode_responses(self.tokenizer, responses)
         task = self.task
-        scores = torch.tensor([task.accuracy(t, e) for t, e in zip(texts, batch)])
+        scores = torch.tensor([task.accuracy(t, e) for t, e in zip(texts, batch, strict=True)])
         return texts, scores.to(self.device)
 
     def validation_step(self, batch: list[Example], batch_idx: int) -> None:
         texts, scores = self.evaluate_batch(batch)
         self.val_accuracy.update(scores)
-        if batch_idx == 0 and self.logger is not None and hasattr(self.logger.experiment, "add_text"):
-            sample = "\n\n".join(f"{e.prompt} -> {t!r}" for e, t in zip(batch[:4], texts[:4]))
+        if (
+            batch_idx == 0
+            and self.logger is not None
+            and hasattr(self.logger.experiment, "add_text")
+        ):
+            sample = "\n\n".join(
+                f"{e.prompt} -> {t!r}" for e, t in zip(batch[:4], texts[:4], strict=True)
+            )
             self.logger.experiment.add_text("val/completions", sample, self.global_step)
 
     def on_validation_epoch_end(self) -> None:

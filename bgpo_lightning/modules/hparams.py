@@ -24,7 +24,7 @@ def plain(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def as_config(cls: type[T], value: T | dict | None, default: T | None = None) -> T:
-    """``value`` as an instance of ``cls``: a dict (from a checkpoint) is rebuilt, None -> default."""
+    """``value`` as a ``cls``: a dict (from a checkpoint) is rebuilt, None gives ``default``."""
     if value is None:
         return default if default is not None else cls()
     if isinstance(value, dict):

@@ -108,7 +108,9 @@ class DiffusionRLModule(DiffusionPolicyModule):
         if kl_coef < 0:
             raise ConfigError(f"kl_coef must be >= 0, got {kl_coef}")
         super().__init__(policy, eval_sampler, optim, seed, use_chat_template)
-        self.save_hyperparameters({k: v for k, v in hparams.items() if k not in ("self", "__class__")})
+        self.save_hyperparameters(
+            {k: v for k, v in hparams.items() if k not in ("self", "__class__")}
+        )
         self.automatic_optimization = False
         self.objective = objective
         self.num_mc_samples = num_mc_samples
@@ -138,8 +140,10 @@ class DiffusionRLModule(DiffusionPolicyModule):
         responses = self.sample(ids, mask, self.rollout, self.generator("rollout"))
         texts = decode_responses(self.tokenizer, responses)
         examples = [e for e in batch for _ in range(self.group_size)]
-        rewards = torch.tensor([self._reward(t, e) for t, e in zip(texts, examples)])
-        accuracy = torch.tensor([self._accuracy(t, e) for t, e in zip(texts, examples)])
+        rewards = torch.tensor([self._reward(t, e) for t, e in zip(texts, examples, strict=True)])
+        accuracy = torch.tensor(
+            [self._accuracy(t, e) for t, e in zip(texts, examples, strict=True)]
+        )
         return {
             "prompt_ids": ids,
             "prompt_mask": mask,
@@ -183,7 +187,9 @@ class DiffusionRLModule(DiffusionPolicyModule):
         return nullcontext()
 
     def _micro_batches(self, n: int) -> list[slice]:
-        return [slice(i, min(i + self.micro_batch_size, n)) for i in range(0, n, self.micro_batch_size)]
+        return [
+            slice(i, min(i + self.micro_batch_size, n)) for i in range(0, n, self.micro_batch_size)
+        ]
 
     def _forward_sample(self, roll: dict, masks: MaskSamples, j: int, rows: slice):
         """ELBO term of sample j for ``rows`` (and the per-token log-probs, for the KL)."""
@@ -194,7 +200,9 @@ class DiffusionRLModule(DiffusionPolicyModule):
         noisy = apply_mask(sequences, masks.mask[j, rows], self.policy.mask_token_id)
         length = roll["responses"].shape[1]
         logits = self.policy(noisy, attention)[:, -length:]
-        elbo = elbo_term(logits, roll["responses"][rows], masks.mask[j, rows], masks.weight[j, rows])
+        elbo = elbo_term(
+            logits, roll["responses"][rows], masks.mask[j, rows], masks.weight[j, rows]
+        )
         kl = None
         if self.kl_coef > 0:
             reference = self._reference_on_device()
@@ -248,7 +256,9 @@ class DiffusionRLModule(DiffusionPolicyModule):
         total = advantages.new_zeros(())
         for index, rows in enumerate(batches):
             with self._sync_context(is_last=index == len(batches) - 1):
-                pairs = [self._forward_sample(roll, masks, j, rows) for j in range(self.num_mc_samples)]
+                pairs = [
+                    self._forward_sample(roll, masks, j, rows) for j in range(self.num_mc_samples)
+                ]
                 elbos = torch.stack([e for e, _ in pairs], dim=-1)
                 if first and not self.separate_old_pass:
                     old[:, rows] = elbos.detach().T
@@ -274,7 +284,12 @@ class DiffusionRLModule(DiffusionPolicyModule):
         )
         n, length = roll["responses"].shape
         masks = draw_masks(
-            n, length, self.num_mc_samples, self.timestep_sampler, self.generator("mask"), self.device
+            n,
+            length,
+            self.num_mc_samples,
+            self.timestep_sampler,
+            self.generator("mask"),
+            self.device,
         )
         start = time.perf_counter()
         old = (
@@ -328,12 +343,19 @@ class DiffusionRLModule(DiffusionPolicyModule):
         if self.device.type == "cuda":
             metrics["memory/peak_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
             torch.cuda.reset_peak_memory_stats(self.device)
-        self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(roll["texts"]))
+        self.log_dict(
+            metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(roll["texts"])
+        )
         every = self.log_completions_every_n_steps
         experiment = getattr(self.logger, "experiment", None)
         if every and self.global_step % every == 0 and hasattr(experiment, "add_text"):
             lines = [
                 f"reward {r:.2f}: {e.prompt} -> {t!r}"
-                for t, e, r in zip(roll["texts"][:8], roll["examples"][:8], roll["rewards"].tolist())
+                for t, e, r in zip(
+                    roll["texts"][:8],
+                    roll["examples"][:8],
+                    roll["rewards"][:8].tolist(),
+                    strict=True,
+                )
             ]
             experiment.add_text("train/completions", "\n\n".join(lines), self.global_step)

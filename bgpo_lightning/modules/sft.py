@@ -49,7 +49,9 @@ class DiffusionSFTModule(DiffusionPolicyModule):
             )
         optim = as_config(OptimConfig, optim, OptimConfig(lr=1e-3))
         super().__init__(policy, eval_sampler, optim, seed, use_chat_template)
-        self.save_hyperparameters({k: v for k, v in hparams.items() if k not in ("self", "__class__")})
+        self.save_hyperparameters(
+            {k: v for k, v in hparams.items() if k not in ("self", "__class__")}
+        )
         self.timestep_sampler = timestep_sampler
 
     def training_step(self, batch: list[Example], batch_idx: int) -> torch.Tensor:
@@ -59,9 +61,13 @@ class DiffusionSFTModule(DiffusionPolicyModule):
         masks = draw_masks(
             len(batch), length, 1, self.timestep_sampler, self.generator("mask"), self.device
         )
-        noisy = apply_mask(torch.cat([prompt_ids, responses], 1), masks.mask[0], self.policy.mask_token_id)
+        noisy = apply_mask(
+            torch.cat([prompt_ids, responses], 1), masks.mask[0], self.policy.mask_token_id
+        )
         attention = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)
         logits = self.policy(noisy, attention)[:, -length:]
         loss = -elbo_term(logits, responses, masks.mask[0], masks.weight[0]).mean()
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch))
+        self.log(
+            "train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch)
+        )
         return loss

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 
 
-def k3_kl(
-    log_p: torch.Tensor, log_p_ref: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
+def k3_kl(log_p: torch.Tensor, log_p_ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Schulman's k3 estimator ``exp(r) - r - 1``, ``r = log p_ref - log p``, per response.
 
     It is non-negative and unbiased for ``KL(p || p_ref)`` when tokens are drawn from ``p``.

@@ -10,7 +10,7 @@ def test_stratified_masks_exact_counts_one_per_stratum():
     masks = draw_masks(50, length, n_t, "stratified", gen)
     counts = masks.mask.sum(-1)  # (n_t, N)
     assert counts.min() >= 1 and counts.max() <= length
-    # Sample j's mask count lies in stratum j: k in [floor(j L / n_t) + 1, floor((j+1) L / n_t) + 1].
+    # Sample j's mask count lies in stratum j: floor(j L / n_t) + 1 <= k <= floor((j+1) L / n_t) + 1
     for j in range(n_t):
         assert (counts[j] >= j * length // n_t + 1).all()
         assert (counts[j] <= (j + 1) * length // n_t + 1).all()

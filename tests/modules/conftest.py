@@ -25,4 +25,6 @@ def rl_kwargs(**overrides):
 
 @pytest.fixture
 def sudoku_data():
-    return PromptDataModule(task="sudoku", num_train=32, num_val=8, num_test=8, batch_size=2, val_batch_size=8)
+    return PromptDataModule(
+        task="sudoku", num_train=32, num_val=8, num_test=8, batch_size=2, val_batch_size=8
+    )

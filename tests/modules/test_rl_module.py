@@ -96,8 +96,10 @@ def test_resume_replays_the_same_random_streams(tmp_path, sudoku_data):
         resumed, sudoku_data, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt")
     )
     for name in ("mask", "rollout"):
-        assert torch.equal(straight.generator(name).get_state(), resumed.generator(name).get_state())
-    for a, b in zip(straight.policy.parameters(), resumed.policy.parameters()):
+        assert torch.equal(
+            straight.generator(name).get_state(), resumed.generator(name).get_state()
+        )
+    for a, b in zip(straight.policy.parameters(), resumed.policy.parameters(), strict=True):
         torch.testing.assert_close(a, b)
 
 

@@ -17,7 +17,9 @@ def test_equal_rewards_give_zero_advantage_and_centring_only_mode():
     rewards = torch.tensor([0.3, 0.3, 1.0, 0.0])
     adv = group_advantages(rewards, 2)
     assert torch.equal(adv[:2], torch.zeros(2))
-    torch.testing.assert_close(group_advantages(rewards, 2, normalize_std=False)[2:], torch.tensor([0.5, -0.5]))
+    torch.testing.assert_close(
+        group_advantages(rewards, 2, normalize_std=False)[2:], torch.tensor([0.5, -0.5])
+    )
 
 
 def test_bad_shape_is_reported():

@@ -35,7 +35,9 @@ def bgpo_per_sample_backward(policy, sequences, masks, old=None):
 
 
 def vrpo_ol_single_backward(policy, sequences, masks, old=None):
-    elbos = torch.stack([sample_elbo(policy, sequences, masks, j) for j in range(masks.num_samples)], -1)
+    elbos = torch.stack(
+        [sample_elbo(policy, sequences, masks, j) for j in range(masks.num_samples)], -1
+    )
     objective = vrpo_ol_objective(elbos, elbos.detach() if old is None else old, ADVANTAGES)
     (-objective.sum() / N).backward()
     return objective.detach()
@@ -80,7 +82,9 @@ def test_bound_handles_extreme_differences_without_nan():
     bgpo_bound(elbo, old, adv).sum().backward()
     assert torch.isfinite(elbo.grad).all()
     # A >= 0 uses 1 + d even for d < -1 (where log(1 + d) would be NaN).
-    torch.testing.assert_close(bgpo_bound(elbo, old, adv)[0], torch.tensor(23.5, dtype=torch.float64))  # ((1+50)+(1-5))/2
+    torch.testing.assert_close(
+        bgpo_bound(elbo, old, adv)[0], torch.tensor(23.5, dtype=torch.float64)
+    )  # ((1+50)+(1-5))/2
 
 
 class SavedActivationMeter:
