@@ -80,11 +80,19 @@ def load_pretrained(
     kwargs = {"dtype": dtype} if dtype is not None else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            path, config=config, trust_remote_code=trust_remote_code, local_files_only=True, **kwargs
+            path,
+            config=config,
+            trust_remote_code=trust_remote_code,
+            local_files_only=True,
+            **kwargs,
         )
     except ValueError:
         # Some remote-code dLLMs register only AutoModel.
         model = AutoModel.from_pretrained(
-            path, config=config, trust_remote_code=trust_remote_code, local_files_only=True, **kwargs
+            path,
+            config=config,
+            trust_remote_code=trust_remote_code,
+            local_files_only=True,
+            **kwargs,
         )
     return make_bidirectional(model)
