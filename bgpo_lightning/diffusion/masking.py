@@ -28,7 +28,18 @@ from dataclasses import dataclass
 
 import torch
 
+from bgpo_lightning.errors import ConfigError
+
 TIMESTEP_SAMPLERS = ("stratified", "iid")
+
+
+def check_timestep_sampler(name: str) -> str:
+    """Returns ``name`` if it is a known sampler, else raises a one-line ConfigError."""
+    if name not in TIMESTEP_SAMPLERS:
+        raise ConfigError(
+            f"unknown timestep_sampler {name!r}; choose one of: {', '.join(TIMESTEP_SAMPLERS)}"
+        )
+    return name
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,12 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from bgpo_lightning.diffusion.elbo import elbo_term, token_log_probs
-from bgpo_lightning.diffusion.masking import MaskSamples, apply_mask, draw_masks
+from bgpo_lightning.diffusion.masking import (
+    MaskSamples,
+    apply_mask,
+    check_timestep_sampler,
+    draw_masks,
+)
 from bgpo_lightning.diffusion.sampler import SamplerConfig
 from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.modules.base import DiffusionPolicyModule
@@ -99,10 +104,7 @@ class DiffusionRLModule(DiffusionPolicyModule):
         ):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
-        if timestep_sampler not in ("stratified", "iid"):
-            raise ConfigError(
-                f"unknown timestep_sampler {timestep_sampler!r}; choose one of: stratified, iid"
-            )
+        check_timestep_sampler(timestep_sampler)
         if on_reward_error not in ("zero", "raise"):
             raise ConfigError(f"on_reward_error must be 'zero' or 'raise', got {on_reward_error!r}")
         if kl_coef < 0:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import torch
 
 from bgpo_lightning.diffusion.elbo import elbo_term
-from bgpo_lightning.diffusion.masking import apply_mask, draw_masks
+from bgpo_lightning.diffusion.masking import apply_mask, check_timestep_sampler, draw_masks
 from bgpo_lightning.diffusion.sampler import SamplerConfig
-from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.modules.base import DiffusionPolicyModule
 from bgpo_lightning.modules.hparams import as_config, plain
 from bgpo_lightning.modules.optim import OptimConfig
@@ -43,10 +42,7 @@ class DiffusionSFTModule(DiffusionPolicyModule):
         use_chat_template: bool = False,
     ) -> None:
         hparams = plain(dict(locals()))
-        if timestep_sampler not in ("stratified", "iid"):
-            raise ConfigError(
-                f"unknown timestep_sampler {timestep_sampler!r}; choose one of: stratified, iid"
-            )
+        check_timestep_sampler(timestep_sampler)
         optim = as_config(OptimConfig, optim, OptimConfig(lr=1e-3))
         super().__init__(policy, eval_sampler, optim, seed, use_chat_template)
         self.save_hyperparameters(
