@@ -124,8 +124,7 @@ class DiffusionPolicyModule(L.LightningModule):
         responses = self.sample(ids, mask, self.eval_sampler)
         self.policy.train(was_training)
         texts = decode_responses(self.tokenizer, responses)
-        task = self.task
-        scores = torch.tensor([task.accuracy(t, e) for t, e in zip(texts, batch, strict=True)])
+        scores = torch.tensor([accuracy for _, accuracy in self.task.score_batch(texts, batch)])
         return texts, scores.to(self.device)
 
     def validation_step(self, batch: list[Example], batch_idx: int) -> None:

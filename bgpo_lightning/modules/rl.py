@@ -142,10 +142,7 @@ class DiffusionRLModule(DiffusionPolicyModule):
         responses = self.sample(ids, mask, self.rollout, self.generator("rollout"))
         texts = decode_responses(self.tokenizer, responses)
         examples = [e for e in batch for _ in range(self.group_size)]
-        rewards = torch.tensor([self._reward(t, e) for t, e in zip(texts, examples, strict=True)])
-        accuracy = torch.tensor(
-            [self._accuracy(t, e) for t, e in zip(texts, examples, strict=True)]
-        )
+        rewards, accuracy = self._scores(texts, examples)
         return {
             "prompt_ids": ids,
             "prompt_mask": mask,
@@ -155,6 +152,24 @@ class DiffusionRLModule(DiffusionPolicyModule):
             "rewards": rewards.to(self.device, torch.float32),
             "accuracy": accuracy.to(self.device, torch.float32),
         }
+
+    def _scores(
+        self, texts: list[str], examples: list[Example]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rewards and accuracies, scored as one batch (parallel for code tasks).
+
+        If the batch call raises, each completion is scored on its own so that one bad
+        completion costs only its own reward (see ``on_reward_error``).
+        """
+        try:
+            pairs = self.task.score_batch(texts, examples)
+            rewards = [float(r) for r, _ in pairs]
+            accuracy = [float(a) for _, a in pairs]
+        except Exception:
+            rewards = [self._reward(t, e) for t, e in zip(texts, examples, strict=True)]
+            accuracy = [self._accuracy(t, e) for t, e in zip(texts, examples, strict=True)]
+        rewards = [r if r == r else 0.0 for r in rewards]  # NaN reward -> 0
+        return torch.tensor(rewards), torch.tensor(accuracy)
 
     def _reward(self, text: str, example: Example) -> float:
         try:

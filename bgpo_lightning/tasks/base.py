@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import json
 import string
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -131,6 +131,26 @@ class Task(abc.ABC):
             1.0 when the reward is the full score 1.0, else 0.0.
         """
         return 1.0 if self.reward(completion, example) == 1.0 else 0.0
+
+    def score_batch(
+        self, completions: Sequence[str], examples: Sequence[Example]
+    ) -> list[tuple[float, float]]:
+        """Reward and accuracy of each completion, in order.
+
+        Tasks whose scoring is costly (running programs) override this to score the whole
+        batch in parallel and only once; the default calls :meth:`reward` and :meth:`accuracy`.
+
+        Args:
+            completions: Generated texts (prompts excluded).
+            examples: The example each completion answers, same length.
+
+        Returns:
+            One ``(reward, accuracy)`` pair per completion.
+        """
+        return [
+            (self.reward(c, e), self.accuracy(c, e))
+            for c, e in zip(completions, examples, strict=True)
+        ]
 
     @abc.abstractmethod
     def parse_row(self, row: Mapping[str, Any]) -> Example:
