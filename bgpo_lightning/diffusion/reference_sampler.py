@@ -1,8 +1,9 @@
 """Straightforward per-row reference for the vectorised sampler in ``sampler.py``.
 
-It follows LLaDA's published sampling loop: full-length ``mask_index`` / confidence tensors,
-``-inf`` beyond the current block, and a Python loop over rows that picks each row's positions with
-``torch.topk``. It exists to cross-check (and benchmark) ``generate``; it is not meant to be fast.
+It follows LLaDA's published sampling loop and its costs: full-sequence logits converted to float64,
+proposals and softmax confidences for every position, ``-inf`` beyond the current block, and a
+Python loop over rows that picks each row's positions with ``torch.topk``. It exists to
+cross-check (and benchmark) ``generate``; it is not meant to be fast.
 
 For the same generator state it returns exactly what ``generate`` returns: it draws the same random
 tensors in the same order and breaks confidence ties towards the lower position.
@@ -74,21 +75,28 @@ def reference_generate(
             mask_index[:, :prompt_len] = False
             logits = logits_fn(x)
 
-            # Proposals and confidences only matter inside the current block.
-            block_logits = logits[:, start:end].to(torch.float64, copy=True)
-            block_logits[..., mask_id] = float("-inf")
+            # As LLaDA's loop: the whole sequence in float64, proposals and confidences for
+            # every position (only the block's survive the -inf below). The Gumbel noise is
+            # drawn for the block only, so the random stream, and the output, match `generate`.
+            full_logits = logits.to(torch.float64, copy=True)
+            full_logits[..., mask_id] = float("-inf")
             if config.temperature > 0:
                 noise = torch.rand(
-                    block_logits.shape, generator=generator, device=device, dtype=torch.float64
+                    (batch, config.block_length, full_logits.shape[-1]),
+                    generator=generator,
+                    device=device,
+                    dtype=torch.float64,
                 )
-                gumbel = -torch.log(-torch.log(noise))
-                block_x0 = (block_logits / config.temperature + gumbel).argmax(dim=-1)
+                noisy = full_logits / config.temperature
+                noisy[:, start:end] = noisy[:, start:end] + -torch.log(-torch.log(noise))
+                full_x0 = noisy.argmax(dim=-1)
             else:
-                block_x0 = block_logits.argmax(dim=-1)
+                full_x0 = full_logits.argmax(dim=-1)
+            block_x0 = full_x0[:, start:end]
             if config.remasking == "low_confidence":
                 # softmax(l)[x0] written as generate writes it, so near-ties round identically.
-                chosen = torch.gather(block_logits, dim=-1, index=block_x0[..., None]).squeeze(-1)
-                block_x0_p = (chosen - torch.logsumexp(block_logits, dim=-1)).exp()
+                chosen = torch.gather(full_logits, dim=-1, index=full_x0[..., None]).squeeze(-1)
+                block_x0_p = (chosen - torch.logsumexp(full_logits, dim=-1)).exp()[:, start:end]
             else:
                 block_x0_p = torch.rand(
                     block_x0.shape, generator=generator, device=device, dtype=torch.float64

@@ -18,6 +18,9 @@ import torch
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps token ids ``(B, L)`` (long) to logits ``(B, L, V)`` of any floating dtype."""
 
+WindowLogitsFn = Callable[[torch.Tensor, slice], torch.Tensor]
+"""Maps token ids ``(B, L)`` and a window of positions to the window's logits ``(B, W, V)``."""
+
 Remasking = Literal["low_confidence", "random"]
 REMASKING_MODES: tuple[str, ...] = ("low_confidence", "random")
 
@@ -163,22 +166,37 @@ def check_sampler_inputs(
 
 
 def block_logits_float64(
-    logits: torch.Tensor, x: torch.Tensor, mask_id: int, start: int, end: int
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    mask_id: int,
+    start: int,
+    end: int,
+    windowed: bool = False,
 ) -> torch.Tensor:
     """Validates ``logits`` and returns the block's slice in float64, with the mask token banned.
 
     The mask token is never a valid proposal: committing it would leave the position masked and
     break the unmasking schedule.
+
+    Args:
+        logits: ``(B, L, V)`` for the whole sequence, or ``(B, end - start, V)`` if ``windowed``.
+        x: Current ids ``(B, L)``.
+        mask_id: Id of the mask token.
+        start: First position of the block.
+        end: One past its last position.
+        windowed: ``logits`` holds the block's positions only.
     """
-    if logits.ndim != 3 or logits.shape[:2] != x.shape:
+    width = end - start if windowed else x.shape[1]
+    if logits.ndim != 3 or logits.shape[:2] != (x.shape[0], width):
         raise ValueError(
-            f"logits_fn must return (B, L, V) = ({x.shape[0]}, {x.shape[1]}, V), "
-            f"got {tuple(logits.shape)}"
+            f"logits_fn must return (B, {'W' if windowed else 'L'}, V) = "
+            f"({x.shape[0]}, {width}, V), got {tuple(logits.shape)}"
         )
     if mask_id >= logits.shape[-1]:
         raise ValueError(f"mask_id {mask_id} is outside the vocabulary of {logits.shape[-1]}")
+    block = logits if windowed else logits[:, start:end]
     # copy=True: never write into the caller's logits (`.double()` is a no-op on float64 input).
-    block = logits[:, start:end].to(torch.float64, copy=True)
+    block = block.to(torch.float64, copy=True)
     block[..., mask_id] = float("-inf")
     return block
 
@@ -190,6 +208,7 @@ def generate(
     mask_id: int,
     config: SamplerConfig,
     generator: torch.Generator | None = None,
+    windowed: bool = False,
 ) -> torch.Tensor:
     """Generates ``config.gen_length`` response tokens after each prompt.
 
@@ -206,6 +225,10 @@ def generate(
         config: Sampler settings.
         generator: Source of randomness; must be on ``prompt_ids.device``. Unused when
             ``temperature == 0`` and ``remasking == "low_confidence"``.
+        windowed: ``logits_fn`` is a :data:`WindowLogitsFn`, called as ``logits_fn(x, block)``
+            and returning the current block's logits only: the model then skips the output
+            projection of every other position (at LLaDA's vocabulary, a large share of a
+            step's FLOPs). The results are the same as with full logits.
 
     Returns:
         ``(B, P + gen_length)`` tensor: the prompt followed by the generated response.
@@ -220,7 +243,8 @@ def generate(
         end = start + config.block_length
         schedule = unmask_schedule((x[:, start:end] == mask_id).sum(-1), config.steps_per_block)
         for step in range(config.steps_per_block):
-            logits = block_logits_float64(logits_fn(x), x, mask_id, start, end)
+            raw = logits_fn(x, slice(start, end)) if windowed else logits_fn(x)
+            logits = block_logits_float64(raw, x, mask_id, start, end, windowed)
             tokens = _propose_tokens(logits, config.temperature, generator)
             confidence = _confidence(logits, tokens, config.remasking, generator)
             # Only masked positions of the current block compete; earlier blocks are done and

@@ -110,10 +110,12 @@ class DiffusionPolicyModule(L.LightningModule):
             [prompt_mask, prompt_mask.new_ones(prompt_mask.shape[0], config.gen_length)], dim=1
         )
 
-        def logits_fn(x: torch.Tensor) -> torch.Tensor:
-            return self.policy(x, full_mask)
+        def block_logits(x: torch.Tensor, block: slice) -> torch.Tensor:
+            return self.policy(x, full_mask, logits_to_keep=block)
 
-        out = generate(logits_fn, prompt_ids, self.policy.mask_token_id, config, generator)
+        out = generate(
+            block_logits, prompt_ids, self.policy.mask_token_id, config, generator, windowed=True
+        )
         return out[:, prompt_ids.shape[1] :]
 
     def evaluate_batch(self, batch: list[Example]) -> tuple[list[str], torch.Tensor]:

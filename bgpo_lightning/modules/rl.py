@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Sequence
 from contextlib import nullcontext
 
 import torch
@@ -129,6 +130,10 @@ class DiffusionRLModule(DiffusionPolicyModule):
         self.log_completions_every_n_steps = log_completions_every_n_steps
         self._nonfinite_streak = 0
         self.reward_errors = 0
+        # Set by a callback that measures gradients (GradientStatistics); it also clears
+        # ``last_rollout`` once done, so the batch is not held into the next step.
+        self.keep_last_rollout = False
+        self.last_rollout: dict | None = None
         # Kept out of nn.Module registration: not trained, not in the optimizer, not in
         # checkpoints (it is the initial policy, rebuilt from the config).
         self.__dict__["reference"] = frozen_copy(self.policy) if kl_coef > 0 else None
@@ -216,7 +221,8 @@ class DiffusionRLModule(DiffusionPolicyModule):
         )
         noisy = apply_mask(sequences, masks.mask[j, rows], self.policy.mask_token_id)
         length = roll["responses"].shape[1]
-        logits = self.policy(noisy, attention)[:, -length:]
+        # Only the response's logits: the prompt's would cost lm_head FLOPs and activations.
+        logits = self.policy(noisy, attention, logits_to_keep=length)
         elbo = elbo_term(
             logits, roll["responses"][rows], masks.mask[j, rows], masks.weight[j, rows]
         )
@@ -224,7 +230,7 @@ class DiffusionRLModule(DiffusionPolicyModule):
         if self.kl_coef > 0:
             reference = self._reference_on_device()
             with torch.no_grad():
-                ref_logits = reference(noisy, attention)[:, -length:]
+                ref_logits = reference(noisy, attention, logits_to_keep=length)
             kl = k3_kl(
                 token_log_probs(logits, roll["responses"][rows]),
                 token_log_probs(ref_logits, roll["responses"][rows]),
@@ -328,7 +334,114 @@ class DiffusionRLModule(DiffusionPolicyModule):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         likelihood_time = time.perf_counter() - start
+        self.last_rollout = self._kept_rollout(roll, advantages) if self.keep_last_rollout else None
         self._log_step(roll, advantages, loss, rollout_time, likelihood_time)
+
+    @staticmethod
+    def _kept_rollout(roll: dict, advantages: torch.Tensor) -> dict:
+        """The step's rollout tensors for callbacks: token ids, rewards, advantages."""
+        keys = ("prompt_ids", "prompt_mask", "responses", "rewards")
+        kept = {key: roll[key].detach() for key in keys}
+        kept["advantages"] = advantages.detach()
+        return kept
+
+    # ---- gradient measurement (for callbacks) --------------------------------------------------
+    def policy_gradient(
+        self,
+        rollout: dict,
+        advantages: torch.Tensor,
+        objective: str,
+        num_samples: int,
+        generator: torch.Generator,
+        params: Sequence[torch.nn.Parameter] | None = None,
+        out: torch.Tensor | None = None,
+        timestep_sampler: str | None = None,
+    ) -> torch.Tensor:
+        """The training loss's gradient for ``rollout`` with ``num_samples`` fresh masks.
+
+        It is what the first inner update of a training step back-propagates (minus the
+        objective, plus the KL penalty when ``kl_coef > 0``, averaged over the responses), at
+        the current parameters, with masks drawn from ``generator``. Fresh masks come without
+        stored ``l_old``, so this is the on-policy gradient: ``l_old`` is the detached value of
+        the same forward pass, as in training. On-policy the BGPO and VRPO-OL gradients are the
+        same estimator (the bound's gradient equals ``R_hat``'s at ``d_j = 0``; the module's
+        tests check it), so for the same generator both give the same numbers; ``objective``
+        is still a registry name so that estimators that differ (diffu-GRPO) can plug in.
+
+        One forward and one ``torch.autograd.grad`` per (MC sample, micro-batch), each graph
+        freed before the next: activation memory is flat in ``num_samples`` for both
+        objectives (VRPO-OL's ``exp(mean_j d_j)`` couples the samples only through values,
+        which are ``d_j = 0`` here). Nothing is written to ``.grad``, no Lightning hook fires,
+        and DDP's reducer is not involved: ``autograd.grad`` does not run the parameters'
+        gradient-accumulation nodes that DDP hooks, and ``self.policy`` is the unwrapped model.
+        Runs in the Trainer's precision context (autocast) and the policy's current mode.
+
+        Args:
+            rollout: ``prompt_ids``, ``prompt_mask`` and ``responses`` (see ``last_rollout``).
+            advantages: ``(N,)`` one per response.
+            objective: a name from ``bgpo_lightning.objectives.OBJECTIVES``.
+            num_samples: n_t, the MC mask samples per response.
+            generator: source of the masks, on this module's device.
+            params: the parameters to differentiate; default every trainable policy parameter.
+            out: flat float64 buffer of their total size to write into (zeroed first);
+                allocated when None.
+            timestep_sampler: overrides this module's ``timestep_sampler``.
+
+        Returns:
+            The flat float64 gradient, parameters concatenated in the order of ``params``.
+        """
+        check_objective(objective)
+        if params is None:
+            params = [p for p in self.policy.parameters() if p.requires_grad]
+        params = list(params)
+        numel = sum(p.numel() for p in params)
+        if out is None:
+            out = torch.zeros(numel, dtype=torch.float64, device=self.device)
+        elif out.numel() != numel or out.dtype != torch.float64:
+            raise ValueError(f"out must be float64 with {numel} entries, got {out.shape}")
+        else:
+            out.zero_()
+        n, length = rollout["responses"].shape
+        sampler = check_timestep_sampler(timestep_sampler or self.timestep_sampler)
+        masks = draw_masks(n, length, num_samples, sampler, generator, self.device)
+        advantages = advantages.to(self.device)
+        precision = self._trainer.precision_plugin.forward_context() if self._trainer else None
+        with torch.enable_grad(), precision or nullcontext():
+            for j in range(num_samples):
+                for rows in self._micro_batches(n):
+                    elbo, kl = self._forward_sample(rollout, masks, j, rows)
+                    term = self._on_policy_sample_term(
+                        objective, elbo, j, num_samples, advantages[rows]
+                    )
+                    loss = -term.sum() / n
+                    if kl is not None:
+                        loss = loss + self.kl_coef * kl.sum() / (n * num_samples)
+                    grads = torch.autograd.grad(loss, params, allow_unused=True)
+                    offset = 0
+                    for param, grad in zip(params, grads, strict=True):
+                        if grad is not None:
+                            out[offset : offset + param.numel()].add_(grad.reshape(-1))
+                        offset += param.numel()
+        return out
+
+    @staticmethod
+    def _on_policy_sample_term(
+        objective: str, elbo: torch.Tensor, j: int, num_samples: int, advantages: torch.Tensor
+    ) -> torch.Tensor:
+        """A per-response term whose gradient is MC sample ``j``'s share of the objective's.
+
+        At ``theta == theta_old`` (``l_old`` = the detached ``elbo``). BGPO is a sum over
+        samples already. VRPO-OL's other samples enter ``exp(mean_k d_k)`` only through their
+        values, all ``d_k = 0`` on-policy, so they are constant columns with ``d_k = 0``.
+        """
+        old = elbo.detach()
+        if objective == "bgpo":
+            return bgpo_sample_term(elbo, old, advantages, num_samples)
+        if objective == "vrpo_ol":
+            column = torch.arange(num_samples, device=elbo.device) == j
+            elbos = torch.where(column, elbo.unsqueeze(-1), old.unsqueeze(-1))
+            return vrpo_ol_objective(elbos, old.unsqueeze(-1).expand_as(elbos), advantages)
+        raise ConfigError(f"policy_gradient does not support objective {objective!r} yet")
 
     def _skip_nonfinite_step(self, loss: torch.Tensor) -> None:
         self._nonfinite_streak += 1

@@ -61,7 +61,7 @@ class DiffusionSFTModule(DiffusionPolicyModule):
             torch.cat([prompt_ids, responses], 1), masks.mask[0], self.policy.mask_token_id
         )
         attention = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)
-        logits = self.policy(noisy, attention)[:, -length:]
+        logits = self.policy(noisy, attention, logits_to_keep=length)
         loss = -elbo_term(logits, responses, masks.mask[0], masks.weight[0]).mean()
         self.log(
             "train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch)

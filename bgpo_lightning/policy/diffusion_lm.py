@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -18,15 +20,25 @@ class DiffusionLM(nn.Module):
         super().__init__()
         self.model = model
         self.mask_token_id = mask_token_id
+        # transformers' causal-LM heads can skip the output projection for unwanted positions;
+        # remote-code models without the argument get their full logits sliced instead.
+        self._model_slices_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        logits_to_keep: int | slice = 0,
     ) -> torch.Tensor:
-        """Logits ``(N, T, V)``.
+        """Logits ``(N, T', V)`` of the kept positions.
 
         Args:
             input_ids: ``(N, T)``.
             attention_mask: ``(N, T)`` with 0 at (left) padding, or None for no padding.
+            logits_to_keep: ``0`` for every position, ``k > 0`` for the last ``k`` (a response
+                after its prompt), or a ``slice`` of non-negative positions (a sampler block).
+                At LLaDA's vocabulary the output projection of unneeded positions is a large
+                share of a forward's FLOPs and of the activations kept for backward.
         """
         kwargs = {}
         if attention_mask is not None and not bool(attention_mask.all()):
@@ -36,5 +48,29 @@ class DiffusionLM(nn.Module):
             kwargs["attention_mask"] = keep[:, None, None, :].expand(-1, 1, keep.shape[1], -1)
             # Positions count from the first real token, as if the padding were not there.
             kwargs["position_ids"] = (keep.long().cumsum(dim=-1) - 1).clamp_min(0)
+        window = _as_slice(logits_to_keep)
+        if window is not None:
+            start, stop, _ = window.indices(input_ids.shape[1])
+            if stop <= start:
+                raise ValueError(f"logits_to_keep {logits_to_keep} keeps no position")
+            if self._model_slices_logits:
+                kwargs["logits_to_keep"] = (
+                    stop - start
+                    if stop == input_ids.shape[1]
+                    else torch.arange(start, stop, device=input_ids.device)
+                )
+                window = None
         out = self.model(input_ids=input_ids, use_cache=False, **kwargs)
-        return out.logits if hasattr(out, "logits") else out[0]
+        logits = out.logits if hasattr(out, "logits") else out[0]
+        return logits if window is None else logits[:, window]
+
+
+def _as_slice(logits_to_keep: int | slice) -> slice | None:
+    """``None`` for all positions, else the slice of kept positions."""
+    if isinstance(logits_to_keep, slice):
+        if logits_to_keep.step not in (None, 1):
+            raise ValueError(f"logits_to_keep slice must have step 1, got {logits_to_keep}")
+        return logits_to_keep
+    if logits_to_keep < 0:
+        raise ValueError(f"logits_to_keep must be >= 0, got {logits_to_keep}")
+    return slice(-logits_to_keep, None) if logits_to_keep else None

@@ -319,3 +319,27 @@ def test_input_validation() -> None:
         generate(lambda x: torch.zeros(1, 3, VOCAB), _prompts(1), MASK_ID, config)
     with pytest.raises(ValueError, match="mask_id"):
         generate(lambda x: torch.zeros(*x.shape, VOCAB), _prompts(1), VOCAB + 3, config)
+
+
+@pytest.mark.parametrize("remasking", ["low_confidence", "random"])
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_windowed_logits_give_the_same_output(remasking: str, temperature: float) -> None:
+    config = SamplerConfig(
+        gen_length=12, block_length=4, steps=6, temperature=temperature, remasking=remasking
+    )
+    prompts = _prompts(3)
+    model = ToyModel(seed=5)
+    seen: list[slice] = []
+
+    def window_fn(x: torch.Tensor, window: slice) -> torch.Tensor:
+        seen.append(window)
+        return model(x)[:, window]
+
+    full = generate(model, prompts, MASK_ID, config, _seeded(4))
+    windowed = generate(window_fn, prompts, MASK_ID, config, _seeded(4), windowed=True)
+    assert torch.equal(full, windowed)
+    prompt_len = prompts.shape[1]
+    assert seen[0] == slice(prompt_len, prompt_len + 4)
+    assert seen[-1] == slice(prompt_len + 8, prompt_len + 12)
+    with pytest.raises(ValueError, match=r"\(B, W, V\)"):
+        generate(lambda x, w: model(x), prompts, MASK_ID, config, windowed=True)

@@ -148,3 +148,40 @@ def test_tiny_model_is_llada_shaped():
     rope = getattr(config, "rope_parameters", None) or {"rope_theta": config.rope_theta}
     assert rope["rope_theta"] == 5e5
     assert config.hidden_act == "silu"
+
+
+class NoSlicingModel(torch.nn.Module):
+    """A model whose forward has no ``logits_to_keep`` (as some remote-code dLLMs)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=False):
+        return self.inner(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        )
+
+
+@pytest.mark.parametrize("wrap", [False, True], ids=["transformers", "no_logits_to_keep"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_logits_to_keep_equals_slicing_the_full_logits(wrap, padded):
+    policy = tiny_policy().eval()
+    if wrap:
+        policy = DiffusionLM(NoSlicingModel(policy.model), policy.mask_token_id)
+        assert not policy._model_slices_logits
+    else:
+        assert policy._model_slices_logits
+    ids = random_sequences(3, 4, 7)
+    mask = torch.ones_like(ids)
+    if padded:
+        mask[0, :2] = 0
+    with torch.no_grad():
+        full = policy(ids, mask)
+        assert full.shape[:2] == ids.shape
+        torch.testing.assert_close(policy(ids, mask, logits_to_keep=7), full[:, -7:])
+        torch.testing.assert_close(policy(ids, mask, logits_to_keep=slice(5, 9)), full[:, 5:9])
+        torch.testing.assert_close(policy(ids, mask, logits_to_keep=slice(0, 11)), full)
+    for bad in (-1, slice(3, 3), slice(0, 6, 2)):
+        with pytest.raises(ValueError, match="logits_to_keep"):
+            policy(ids, mask, logits_to_keep=bad)
