@@ -1,0 +1,206 @@
+"""GPU benchmark: memory and time of BGPO vs VRPO-OL against n_t, and rollout throughput.
+
+    python -m experiments.gpu_benchmark --shape 1b --out runs/gpu_benchmark
+    python -m experiments.gpu_benchmark --plot-only runs/gpu_benchmark   # PNG from the CSV
+
+Writes ``likelihood.csv``, ``rollout.json``, ``system.json``, ``table.md`` and
+``benchmark.png`` (when matplotlib is installed) under ``--out`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from bgpo_lightning.diffusion.sampler import SamplerConfig
+from bgpo_lightning.policy import DiffusionLM, build_tiny_model
+from experiments.gpu_benchmark.likelihood import LikelihoodCase, measure_likelihood
+from experiments.gpu_benchmark.report import markdown_table, plot, read_csv, write_csv
+from experiments.gpu_benchmark.rollout import measure_rollout
+from experiments.gpu_benchmark.shapes import SHAPES
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--shape", choices=sorted(SHAPES), default="1b")
+    p.add_argument("--objectives", nargs="+", default=["bgpo", "vrpo_ol"])
+    p.add_argument("--n-t", nargs="+", type=int, default=[1, 2, 4, 8, 16, 32, 64])
+    p.add_argument(
+        "--old-pass-n-t",
+        nargs="*",
+        type=int,
+        default=[4, 16],
+        help="n_t at which BGPO also runs with a separate no-grad l_old pass",
+    )
+    p.add_argument("--num-prompts", type=int, default=2)
+    p.add_argument("--group-size", type=int, default=8)
+    p.add_argument("--micro-batch-size", type=int, default=4)
+    p.add_argument("--prompt-length", type=int, default=256)
+    p.add_argument("--response-length", type=int, default=512)
+    p.add_argument("--block-length", type=int, default=32)
+    p.add_argument("--rollout-steps", type=int, default=256, help="the paper's math setting")
+    p.add_argument(
+        "--compare-steps",
+        type=int,
+        default=64,
+        help="diffusion steps of the vectorised-vs-reference comparison",
+    )
+    p.add_argument("--warmup-steps", type=int, default=1)
+    p.add_argument("--measured-steps", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/gpu_benchmark"))
+    p.add_argument("--device", default="cuda", help="cpu only for a smoke test (--shape tiny)")
+    p.add_argument("--plot-only", type=Path, default=None, metavar="DIR")
+    return p.parse_args(argv)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_tflops(device: torch.device, size: int = 8192, repeats: int = 20) -> float:
+    """Measured dense bf16 matmul rate, the MFU denominator."""
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    synchronize(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e12
+
+
+def build_policy(shape, max_positions: int, seed: int, device: torch.device) -> DiffusionLM:
+    """Random bf16 weights, initialised on the device (an 8B model in seconds)."""
+    torch.manual_seed(seed)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with device:
+            model = build_tiny_model(shape.vocab, shape.tiny_config(max_positions))
+    finally:
+        torch.set_default_dtype(default)
+    return DiffusionLM(model, shape.mask_id).train()
+
+
+def run(args) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    shape = SHAPES[args.shape]
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    props = torch.cuda.get_device_properties(device) if cuda else None
+    system = {
+        "gpu": props.name if cuda else "cpu",
+        "gpu_memory_gib": props.total_memory / 2**30 if cuda else None,
+        "torch": torch.__version__,
+        "shape": args.shape,
+        "params": shape.params,
+        "matmul_tflops": matmul_tflops(device, 8192 if cuda else 256),
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
+    print(json.dumps(system, indent=1), flush=True)
+    length = args.prompt_length + args.response_length
+    policy = build_policy(shape, length, args.seed, device)
+    rows_per_step = args.num_prompts * args.group_size
+
+    rollout = {}
+    for name, steps, reference in (
+        ("training", args.rollout_steps, False),
+        ("comparison", args.compare_steps, True),
+    ):
+        config = SamplerConfig(args.response_length, args.block_length, steps, temperature=0.6)
+        rollout[name] = measure_rollout(
+            policy,
+            rows=rows_per_step,
+            prompt_length=args.prompt_length,
+            config=config,
+            seed=args.seed,
+            with_reference=reference,
+        )
+        step_flops = shape.forward_flops(rows_per_step, length, args.block_length)
+        rollout[name]["mfu_of_forwards"] = (
+            step_flops * steps / rollout[name]["vectorised_s"] / 1e12 / system["matmul_tflops"]
+        )
+        print(name, json.dumps(rollout[name]), flush=True)
+    (args.out / "rollout.json").write_text(json.dumps(rollout, indent=1))
+    rollout_s = rollout["training"]["vectorised_s"]
+
+    cases = [LikelihoodCase(o, n) for o in args.objectives for n in args.n_t]
+    cases += [LikelihoodCase("bgpo", n, separate_old_pass=True) for n in args.old_pass_n_t]
+    rows, out_of_memory = [], set()
+    for case in cases:
+        if case.label in out_of_memory:  # a larger n_t needs more memory still
+            row = {
+                "case": case.label,
+                "objective": case.objective,
+                "n_t": case.num_mc_samples,
+                "separate_old_pass": case.separate_old_pass,
+                "status": "OOM (after smaller)",
+                "likelihood_s": math.nan,
+                "peak_gib": math.nan,
+                "wall_s": 0.0,
+            }
+        else:
+            row = measure_likelihood(
+                policy,
+                case,
+                num_prompts=args.num_prompts,
+                group_size=args.group_size,
+                micro_batch_size=args.micro_batch_size,
+                prompt_length=args.prompt_length,
+                response_length=args.response_length,
+                warmup_steps=args.warmup_steps,
+                measured_steps=args.measured_steps,
+            )
+            if row["status"] != "ok":
+                out_of_memory.add(case.label)
+        flops = case.num_mc_samples * shape.train_flops(rows_per_step, length, args.response_length)
+        if case.separate_old_pass:
+            flops += case.num_mc_samples * shape.forward_flops(
+                rows_per_step, length, args.response_length
+            )
+        row["likelihood_s_per_sample"] = row["likelihood_s"] / case.num_mc_samples
+        row["mfu"] = flops / row["likelihood_s"] / 1e12 / system["matmul_tflops"]
+        row["rollout_s"] = rollout_s
+        row["step_s"] = rollout_s + row["likelihood_s"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        write_csv(rows, args.out / "likelihood.csv")
+    (args.out / "system.json").write_text(json.dumps(system, indent=1))
+    report(args.out)
+
+
+def report(out: Path) -> None:
+    rows = read_csv(out / "likelihood.csv")
+    system = json.loads((out / "system.json").read_text())
+    table = markdown_table(rows)
+    (out / "table.md").write_text(table)
+    print(table)
+    title = (
+        f"{system['shape']} LLaDA-shaped model ({system['params'] / 1e9:.2f}B params, bf16) on "
+        f"{system['gpu']}"
+    )
+    if not plot(rows, out / "benchmark.png", title, system["gpu_memory_gib"]):
+        print("matplotlib not installed: no PNG (run --plot-only DIR where it is)")
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.plot_only is not None:
+        report(args.plot_only)
+        return
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: no CUDA GPU (use --device cpu --shape tiny for a smoke test)")
+    run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""One optimizer step's likelihood phase, measured through the real training code.
+
+``DiffusionRLModule.training_step`` runs unchanged under a Lightning ``Trainer``: the same
+per-sample ``manual_backward`` loop (BGPO), kept graphs (VRPO-OL), optimizer step and clipping.
+Only the rollout is replaced by random prompt and response tokens with random rewards: the
+likelihood phase's cost does not depend on what the tokens say, and the rollout is measured on
+its own (``rollout.py``), once, since it does not depend on the objective or n_t.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from bgpo_lightning.modules import DiffusionRLModule
+from bgpo_lightning.modules.optim import OptimConfig
+
+
+@dataclass(frozen=True)
+class LikelihoodCase:
+    """One benchmark row: objective, n_t and whether l_old costs a separate no-grad pass."""
+
+    objective: str
+    num_mc_samples: int
+    separate_old_pass: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.objective + ("+old_pass" if self.separate_old_pass else "")
+
+
+class RandomRolloutRL(DiffusionRLModule):
+    """The RL module with a prebuilt policy and random rollouts; records each step's cost."""
+
+    def __init__(self, policy, num_prompts: int, prompt_length: int, response_length: int, **kw):
+        super().__init__(**kw)
+        self.policy = policy  # the large random model, shared across cases
+        self.num_prompts = num_prompts
+        self.prompt_length = prompt_length
+        self.response_length = response_length
+        self.records: list[dict] = []
+
+    def rollout_batch(self, batch) -> dict:
+        gen = self.generator("rollout")
+        vocab = self.policy.model.config.vocab_size
+        n = self.num_prompts * self.group_size
+        prompts = torch.randint(
+            0,
+            self.policy.mask_token_id,
+            (self.num_prompts, self.prompt_length),
+            generator=gen,
+            device=self.device,
+        )
+        responses = torch.randint(
+            0,
+            min(vocab, self.policy.mask_token_id),
+            (n, self.response_length),
+            generator=gen,
+            device=self.device,
+        )
+        rewards = torch.rand(n, generator=gen, device=self.device)
+        return {
+            "prompt_ids": prompts.repeat_interleave(self.group_size, dim=0),
+            "prompt_mask": torch.ones(n, self.prompt_length, dtype=torch.long, device=self.device),
+            "responses": responses,
+            "texts": [""] * n,
+            "examples": [None] * n,
+            "rewards": rewards,
+            "accuracy": torch.zeros_like(rewards),
+        }
+
+    def _log_step(self, roll, advantages, loss, rollout_time, likelihood_time) -> None:
+        cuda = self.device.type == "cuda"
+        self.records.append(
+            {
+                "likelihood_s": likelihood_time,
+                "peak_bytes": torch.cuda.max_memory_allocated(self.device) if cuda else 0,
+                "loss_finite": bool(torch.isfinite(loss)),
+            }
+        )
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+
+def measure_likelihood(
+    policy,
+    case: LikelihoodCase,
+    *,
+    num_prompts: int,
+    group_size: int,
+    micro_batch_size: int,
+    prompt_length: int,
+    response_length: int,
+    warmup_steps: int,
+    measured_steps: int,
+) -> dict:
+    """Runs ``warmup_steps + measured_steps`` optimizer steps of one case.
+
+    Returns:
+        ``status`` (``ok`` or ``OOM``), the mean likelihood-phase seconds and the largest peak
+        memory over the measured steps (bytes allocated by PyTorch, parameters, gradients and
+        optimizer state included).
+    """
+    device = next(policy.parameters()).device
+    _release(policy)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    module = RandomRolloutRL(
+        policy,
+        num_prompts,
+        prompt_length,
+        response_length,
+        objective=case.objective,
+        num_mc_samples=case.num_mc_samples,
+        group_size=group_size,
+        micro_batch_size=micro_batch_size,
+        separate_old_pass=case.separate_old_pass,
+        optim=OptimConfig(lr=5e-7, weight_decay=0.01, grad_clip=1.0),
+        log_completions_every_n_steps=0,
+    )
+    trainer = L.Trainer(
+        accelerator=device.type,
+        devices=1,
+        precision="bf16-true",
+        max_steps=warmup_steps + measured_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    loader = DataLoader(list(range(warmup_steps + measured_steps)), batch_size=1)
+    status = "ok"
+    start = time.perf_counter()
+    try:
+        trainer.fit(module, loader)
+    except torch.OutOfMemoryError:
+        status = "OOM"
+    records = module.records[warmup_steps:]
+    row = {
+        "case": case.label,
+        "objective": case.objective,
+        "separate_old_pass": case.separate_old_pass,
+        "n_t": case.num_mc_samples,
+        "status": status,
+        "likelihood_s": (
+            sum(r["likelihood_s"] for r in records) / len(records)
+            if status == "ok" and records
+            else float("nan")
+        ),
+        "peak_gib": (
+            max(r["peak_bytes"] for r in records) / 2**30
+            if status == "ok" and records
+            else float("nan")
+        ),
+        "loss_finite": all(r["loss_finite"] for r in records),
+        "wall_s": time.perf_counter() - start,
+    }
+    del trainer, module
+    _release(policy)
+    return row
+
+
+def _release(policy) -> None:
+    """Frees gradients, optimizer state and any half-built graph of the previous case."""
+    for p in policy.parameters():
+        p.grad = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

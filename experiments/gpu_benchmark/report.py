@@ -1,0 +1,109 @@
+"""The benchmark's outputs: CSV, a markdown table and a PNG plot."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+COLUMNS = [
+    "case",
+    "objective",
+    "separate_old_pass",
+    "n_t",
+    "status",
+    "peak_gib",
+    "likelihood_s",
+    "likelihood_s_per_sample",
+    "mfu",
+    "rollout_s",
+    "step_s",
+    "wall_s",
+]
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["n_t"] = int(row["n_t"])
+        for key in ("peak_gib", "likelihood_s", "likelihood_s_per_sample", "mfu", "step_s"):
+            row[key] = float(row[key]) if row.get(key) not in (None, "") else math.nan
+    return rows
+
+
+def _cell(value, digits: int) -> str:
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    header = (
+        "| case | n_t | status | peak GiB | likelihood s | s / MC sample | MFU | step s |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = [
+        f"| {r['case']} | {r['n_t']} | {r['status']} | {_cell(r['peak_gib'], 1)} | "
+        f"{_cell(r['likelihood_s'], 2)} | {_cell(r['likelihood_s_per_sample'], 3)} | "
+        f"{_cell(r['mfu'], 2)} | {_cell(r['step_s'], 2)} |"
+        for r in rows
+    ]
+    return header + "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path, title: str, memory_limit_gib: float | None) -> bool:
+    """Peak memory and likelihood time per MC sample against n_t; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (mem_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for case in dict.fromkeys(r["case"] for r in rows):
+        ok = [r for r in rows if r["case"] == case and r["status"] == "ok"]
+        oom = [r["n_t"] for r in rows if r["case"] == case and r["status"] != "ok"]
+        if ok:
+            line = mem_ax.plot(
+                [r["n_t"] for r in ok], [r["peak_gib"] for r in ok], "o-", label=case
+            )[0]
+            time_ax.plot(
+                [r["n_t"] for r in ok],
+                [r["likelihood_s_per_sample"] for r in ok],
+                "o-",
+                color=line.get_color(),
+                label=case,
+            )
+            if oom and memory_limit_gib:
+                mem_ax.plot(
+                    oom,
+                    [memory_limit_gib] * len(oom),
+                    "x",
+                    color=line.get_color(),
+                    markersize=10,
+                    label=f"{case}: OOM",
+                )
+    if memory_limit_gib:
+        mem_ax.axhline(memory_limit_gib, color="grey", linestyle=":", linewidth=1)
+    for ax in (mem_ax, time_ax):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("n_t (MC samples per response)")
+        ax.grid(True, alpha=0.3)
+    mem_ax.set_ylabel("peak GPU memory of one step (GiB)")
+    time_ax.set_ylabel("likelihood phase, seconds per MC sample")
+    mem_ax.legend(fontsize=8)
+    time_ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
