@@ -130,8 +130,9 @@ class DiffusionRLModule(DiffusionPolicyModule):
         self.log_completions_every_n_steps = log_completions_every_n_steps
         self._nonfinite_streak = 0
         self.reward_errors = 0
-        # Set by a callback that measures gradients (GradientStatistics); it also clears
-        # ``last_rollout`` once done, so the batch is not held into the next step.
+        # Set by callbacks that measure gradients (GradientStatistics). The step's rollout
+        # tensors (token ids, rewards, advantages: small next to activations) are then kept
+        # from the end of training_step, for on_train_batch_end, to the start of the next step.
         self.keep_last_rollout = False
         self.last_rollout: dict | None = None
         # Kept out of nn.Module registration: not trained, not in the optimizer, not in
@@ -295,6 +296,7 @@ class DiffusionRLModule(DiffusionPolicyModule):
         return total
 
     def training_step(self, batch: list[Example], batch_idx: int) -> None:
+        self.last_rollout = None  # the previous step's, no longer needed
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
 
@@ -411,7 +413,7 @@ class DiffusionRLModule(DiffusionPolicyModule):
                 for rows in self._micro_batches(n):
                     elbo, kl = self._forward_sample(rollout, masks, j, rows)
                     term = self._on_policy_sample_term(
-                        objective, elbo, j, num_samples, advantages[rows]
+                        objective, elbo, num_samples, advantages[rows]
                     )
                     loss = -term.sum() / n
                     if kl is not None:
@@ -426,21 +428,21 @@ class DiffusionRLModule(DiffusionPolicyModule):
 
     @staticmethod
     def _on_policy_sample_term(
-        objective: str, elbo: torch.Tensor, j: int, num_samples: int, advantages: torch.Tensor
+        objective: str, elbo: torch.Tensor, num_samples: int, advantages: torch.Tensor
     ) -> torch.Tensor:
-        """A per-response term whose gradient is MC sample ``j``'s share of the objective's.
+        """A per-response term whose gradient is one MC sample ``j``'s share of the objective's.
 
         At ``theta == theta_old`` (``l_old`` = the detached ``elbo``). BGPO is a sum over
         samples already. VRPO-OL's other samples enter ``exp(mean_k d_k)`` only through their
-        values, all ``d_k = 0`` on-policy, so they are constant columns with ``d_k = 0``.
+        values, all ``d_k = 0`` on-policy; with them held at 0 the mean is ``d_j / n_t``, so a
+        one-sample call on ``l / n_t`` is exactly sample ``j``'s share (value and gradient).
         """
         old = elbo.detach()
         if objective == "bgpo":
             return bgpo_sample_term(elbo, old, advantages, num_samples)
         if objective == "vrpo_ol":
-            column = torch.arange(num_samples, device=elbo.device) == j
-            elbos = torch.where(column, elbo.unsqueeze(-1), old.unsqueeze(-1))
-            return vrpo_ol_objective(elbos, old.unsqueeze(-1).expand_as(elbos), advantages)
+            scaled = (elbo / num_samples).unsqueeze(-1)
+            return vrpo_ol_objective(scaled, scaled.detach(), advantages)
         raise ConfigError(f"policy_gradient does not support objective {objective!r} yet")
 
     def _skip_nonfinite_step(self, loss: torch.Tensor) -> None:

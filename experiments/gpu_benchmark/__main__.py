@@ -152,6 +152,7 @@ def run(args) -> None:
             row = measure_likelihood(
                 policy,
                 case,
+                device=device,
                 num_prompts=args.num_prompts,
                 group_size=args.group_size,
                 micro_batch_size=args.micro_batch_size,

@@ -91,6 +91,7 @@ def measure_likelihood(
     policy,
     case: LikelihoodCase,
     *,
+    device: torch.device,
     num_prompts: int,
     group_size: int,
     micro_batch_size: int,
@@ -106,7 +107,8 @@ def measure_likelihood(
         memory over the measured steps (bytes allocated by PyTorch, parameters, gradients and
         optimizer state included).
     """
-    device = next(policy.parameters()).device
+    # Lightning's teardown moves the module, and with it the shared policy, to the CPU.
+    policy.to(device)
     _release(policy)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
