@@ -21,7 +21,7 @@ from bgpo_lightning.diffusion.sampler import SamplerConfig
 from bgpo_lightning.policy import DiffusionLM, build_tiny_model
 from experiments.gpu_benchmark.likelihood import LikelihoodCase, measure_likelihood
 from experiments.gpu_benchmark.report import markdown_table, plot, read_csv, write_csv
-from experiments.gpu_benchmark.rollout import measure_rollout
+from experiments.gpu_benchmark.rollout import measure_rollout, profile_rollout
 from experiments.gpu_benchmark.shapes import SHAPES
 
 
@@ -54,6 +54,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--measured-steps", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/gpu_benchmark"))
+    p.add_argument(
+        "--memory-limit-gib",
+        type=float,
+        default=None,
+        help="cap PyTorch's allocator (e.g. 79.6: an 80 GB H100 on an H200)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also write profile.txt: top GPU ops of a short rollout of each sampler",
+    )
     p.add_argument("--device", default="cuda", help="cpu only for a smoke test (--shape tiny)")
     p.add_argument("--plot-only", type=Path, default=None, metavar="DIR")
     return p.parse_args(argv)
@@ -106,6 +117,10 @@ def run(args) -> None:
         "matmul_tflops": matmul_tflops(device, 8192 if cuda else 256),
         "args": {k: str(v) for k, v in vars(args).items()},
     }
+    if args.memory_limit_gib:
+        fraction = args.memory_limit_gib * 2**30 / props.total_memory
+        torch.cuda.set_per_process_memory_fraction(min(fraction, 1.0), device)
+        system["memory_limit_gib"] = args.memory_limit_gib
     print(json.dumps(system, indent=1), flush=True)
     length = args.prompt_length + args.response_length
     policy = build_policy(shape, length, args.seed, device)
@@ -116,6 +131,8 @@ def run(args) -> None:
         ("training", args.rollout_steps, False),
         ("comparison", args.compare_steps, True),
     ):
+        if not steps:
+            continue
         config = SamplerConfig(args.response_length, args.block_length, steps, temperature=0.6)
         rollout[name] = measure_rollout(
             policy,
@@ -131,7 +148,18 @@ def run(args) -> None:
         )
         print(name, json.dumps(rollout[name]), flush=True)
     (args.out / "rollout.json").write_text(json.dumps(rollout, indent=1))
-    rollout_s = rollout["training"]["vectorised_s"]
+    rollout_s = rollout["training"]["vectorised_s"] if "training" in rollout else math.nan
+    if args.profile:
+        config = SamplerConfig(64, args.block_length, 8, temperature=0.6)
+        text = profile_rollout(
+            policy,
+            rows=rows_per_step,
+            prompt_length=args.prompt_length,
+            config=config,
+            seed=args.seed,
+        )
+        (args.out / "profile.txt").write_text(text)
+        print(text, flush=True)
 
     cases = [LikelihoodCase(o, n) for o in args.objectives for n in args.n_t]
     cases += [LikelihoodCase("bgpo", n, separate_old_pass=True) for n in args.old_pass_n_t]
@@ -189,7 +217,10 @@ def report(out: Path) -> None:
         f"{system['shape']} LLaDA-shaped model ({system['params'] / 1e9:.2f}B params, bf16) on "
         f"{system['gpu']}"
     )
-    if not plot(rows, out / "benchmark.png", title, system["gpu_memory_gib"]):
+    limit = system.get("memory_limit_gib") or system["gpu_memory_gib"]
+    if limit != system["gpu_memory_gib"]:
+        title += f", allocator capped at {limit:g} GiB"
+    if not plot(rows, out / "benchmark.png", title, limit):
         print("matplotlib not installed: no PNG (run --plot-only DIR where it is)")
 
 

@@ -98,6 +98,7 @@ def plot(rows: list[dict], path: Path, title: str, memory_limit_gib: float | Non
         ax.set_xscale("log", base=2)
         ax.set_xlabel("n_t (MC samples per response)")
         ax.grid(True, alpha=0.3)
+    time_ax.set_ylim(bottom=0)
     mem_ax.set_ylabel("peak GPU memory of one step (GiB)")
     time_ax.set_ylabel("likelihood phase, seconds per MC sample")
     mem_ax.legend(fontsize=8)

@@ -94,3 +94,43 @@ def measure_rollout(
         )
     policy.train()
     return row
+
+
+@torch.no_grad()
+def profile_rollout(policy, *, rows: int, prompt_length: int, config: SamplerConfig, seed: int):
+    """Top operators by device time of a short rollout with each sampler, as text."""
+    from torch.profiler import ProfilerActivity, profile
+
+    policy.eval()
+    device = next(policy.parameters()).device
+    prompts = torch.randint(
+        0,
+        policy.mask_token_id,
+        (rows, prompt_length),
+        generator=torch.Generator(device=device).manual_seed(seed),
+        device=device,
+    )
+    samplers = {
+        "vectorised (block logits)": lambda g: generate(
+            lambda x, block: policy(x, logits_to_keep=block),
+            prompts,
+            policy.mask_token_id,
+            config,
+            g,
+            windowed=True,
+        ),
+        "reference (LLaDA loop)": lambda g: reference_generate(
+            lambda x: policy(x), prompts, policy.mask_token_id, config, g
+        ),
+    }
+    sections = []
+    for name, run in samplers.items():
+        run(torch.Generator(device=device).manual_seed(seed))  # warm-up
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            run(torch.Generator(device=device).manual_seed(seed))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=15)
+        sections.append(f"== {name}: {rows} rows, {config} ==\n{table}")
+    policy.train()
+    return "\n\n".join(sections)
