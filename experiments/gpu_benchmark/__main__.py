@@ -119,7 +119,7 @@ def run(args) -> None:
     }
     if args.memory_limit_gib:
         fraction = args.memory_limit_gib * 2**30 / props.total_memory
-        torch.cuda.set_per_process_memory_fraction(min(fraction, 1.0), device)
+        torch.cuda.set_per_process_memory_fraction(min(fraction, 1.0), device.index or 0)
         system["memory_limit_gib"] = args.memory_limit_gib
     print(json.dumps(system, indent=1), flush=True)
     length = args.prompt_length + args.response_length
