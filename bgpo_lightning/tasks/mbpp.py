@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,6 +13,13 @@ from bgpo_lightning.sandbox import SandboxJob
 from bgpo_lightning.tasks.base import Example, RowError, check_template, is_int
 from bgpo_lightning.tasks.code_extract import mbpp_code
 from bgpo_lightning.tasks.code_task import CodeTask
+from bgpo_lightning.tasks.sources import (
+    HF_PREFIX,
+    SourceRowError,
+    is_hub_source,
+    parse_hub_source,
+    read_rows,
+)
 
 # The prompt format of the MBPP paper (Austin et al., 2021), ending where the code starts.
 DEFAULT_PROMPT = (
@@ -86,7 +92,12 @@ class MbppTask(CodeTask):
     def load(self, path: str | Path, limit: int | None = None) -> list[Example]:
         """Reads an MBPP split; shots come from ``shots_path`` or the split's directory."""
         if self._preamble is None and self.shots_path is None:
-            self._preamble = self._read_shots(Path(path).with_name(SHOTS_FILE))
+            if is_hub_source(path):  # the Hub's MBPP has the shots as its "prompt" split
+                name, config, _ = parse_hub_source(str(path))
+                shots = f"{HF_PREFIX}{name}:{config + ':' if config else ''}prompt"
+            else:
+                shots = Path(path).with_name(SHOTS_FILE)
+            self._preamble = self._read_shots(shots)
         return super().load(path, limit)
 
     def preamble(self) -> str:
@@ -101,18 +112,16 @@ class MbppTask(CodeTask):
                     "mbpp: num_shots > 0 needs shots_path (MBPP's prompt.jsonl) or a data "
                     "file loaded from the directory holding it"
                 )
-            self._preamble = self._read_shots(Path(self.shots_path))
+            self._preamble = self._read_shots(self.shots_path)
         return self._preamble
 
-    def _read_shots(self, path: Path) -> str:
-        if not path.is_file():
-            raise ConfigError(f"mbpp: shots file not found: {path} (set shots_path)")
-        rows = {}
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    row = json.loads(line)
-                    rows[row.get("task_id")] = row
+    def _read_shots(self, path: str | Path) -> str:
+        try:
+            rows = {row.get("task_id"): row for _, row in read_rows(path)}
+        except FileNotFoundError:
+            raise ConfigError(f"mbpp: shots file not found: {path} (set shots_path)") from None
+        except SourceRowError as err:
+            raise ConfigError(f"mbpp: shots file: {err}") from None
         parts = []
         for task_id in SHOT_TASK_IDS[: self.num_shots]:
             if task_id not in rows:
