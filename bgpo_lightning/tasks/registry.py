@@ -7,9 +7,24 @@ from typing import Any
 from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.tasks.base import Task
 from bgpo_lightning.tasks.countdown import CountdownTask
+from bgpo_lightning.tasks.humaneval import HumanEvalTask
+from bgpo_lightning.tasks.math_mix import MathMixTask
+from bgpo_lightning.tasks.math_tasks import Gsm8kTask, MathTask
+from bgpo_lightning.tasks.mbpp import MbppTask
 from bgpo_lightning.tasks.sudoku import SudokuTask
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CountdownTask, SudokuTask)}
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls
+    for cls in (
+        CountdownTask,
+        SudokuTask,
+        Gsm8kTask,
+        MathTask,
+        MathMixTask,
+        HumanEvalTask,
+        MbppTask,
+    )
+}
 
 
 def get_task(name: str, **kwargs: Any) -> Task:
