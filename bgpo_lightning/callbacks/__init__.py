@@ -1,5 +1,6 @@
-"""Callbacks: Hugging Face export (gradient statistics come with a later issue)."""
+"""Callbacks: Hugging Face export and gradient bias/variance statistics against n_t."""
 
+from bgpo_lightning.callbacks.gradient_statistics import GradientStatistics
 from bgpo_lightning.callbacks.hf_export import HFExport
 
-__all__ = ["HFExport"]
+__all__ = ["GradientStatistics", "HFExport"]

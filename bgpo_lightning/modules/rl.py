@@ -375,8 +375,9 @@ class DiffusionRLModule(DiffusionPolicyModule):
         objectives (VRPO-OL's ``exp(mean_j d_j)`` couples the samples only through values,
         which are ``d_j = 0`` here). Nothing is written to ``.grad``, no Lightning hook fires,
         and DDP's reducer is not involved: ``autograd.grad`` does not run the parameters'
-        gradient-accumulation nodes that DDP hooks, and ``self.policy`` is the unwrapped model.
-        Runs in the Trainer's precision context (autocast) and the policy's current mode.
+        gradient-accumulation nodes that DDP hooks (a plain ``backward``, even through the
+        unwrapped ``self.policy``, would be taken for a pending DDP backward). Runs in the
+        Trainer's precision context (autocast) and the policy's current mode.
 
         Args:
             rollout: ``prompt_ids``, ``prompt_mask`` and ``responses`` (see ``last_rollout``).

@@ -66,7 +66,8 @@ def test_get_task_builds_by_name_with_kwargs() -> None:
 def test_get_task_unknown_name_lists_choices() -> None:
     with pytest.raises(ValueError) as info:
         get_task("foo")
-    assert str(info.value) == "unknown task 'foo'; choose one of: countdown, sudoku"
+    known = "countdown, gsm8k, humaneval, math, math_mix, mbpp, sudoku"
+    assert str(info.value) == f"unknown task 'foo'; choose one of: {known}"
 
 
 def _write(path: Path, lines: list[str]) -> Path:
