@@ -23,7 +23,8 @@ class DiffusionPolicyModule(L.LightningModule):
         eval_sampler: sampler for validation and test; keep ``temperature=0`` (greedy).
         optim: optimizer settings.
         seed: seeds this module's random generators (offset by the rank under DDP).
-        use_chat_template: wrap prompts in the tokenizer's chat template when it has one.
+        use_chat_template: wrap prompts in the tokenizer's chat template when it has one
+            (LLaDA-Instruct has one; the embedded character tokenizer has none).
     """
 
     def __init__(
@@ -32,7 +33,7 @@ class DiffusionPolicyModule(L.LightningModule):
         eval_sampler: SamplerConfig | None = None,
         optim: OptimConfig | None = None,
         seed: int = 0,
-        use_chat_template: bool = False,
+        use_chat_template: bool = True,
     ) -> None:
         super().__init__()
         self.policy_spec = as_config(PolicySpec, policy)

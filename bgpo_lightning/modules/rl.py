@@ -71,7 +71,8 @@ class DiffusionRLModule(DiffusionPolicyModule):
             training stops with an error.
         log_completions_every_n_steps: how often sample completions go to TensorBoard.
         seed: seeds the rollout and mask generators.
-        use_chat_template: wrap prompts in the tokenizer's chat template when it has one.
+        use_chat_template: wrap prompts in the tokenizer's chat template when it has one
+            (LLaDA-Instruct has one; the embedded character tokenizer has none).
     """
 
     def __init__(
@@ -93,7 +94,7 @@ class DiffusionRLModule(DiffusionPolicyModule):
         max_nonfinite_steps: int = 3,
         log_completions_every_n_steps: int = 10,
         seed: int = 0,
-        use_chat_template: bool = False,
+        use_chat_template: bool = True,
     ) -> None:
         hparams = plain(dict(locals()))
         check_objective(objective)

@@ -29,7 +29,8 @@ class DiffusionSFTModule(DiffusionPolicyModule):
             the targets are padded to with EOS.
         optim: optimizer settings.
         seed: seeds the mask generator.
-        use_chat_template: wrap prompts in the tokenizer's chat template when it has one.
+        use_chat_template: wrap prompts in the tokenizer's chat template when it has one
+            (LLaDA-Instruct has one; the embedded character tokenizer has none).
     """
 
     def __init__(
@@ -39,7 +40,7 @@ class DiffusionSFTModule(DiffusionPolicyModule):
         eval_sampler: SamplerConfig | None = None,
         optim: OptimConfig | None = None,
         seed: int = 0,
-        use_chat_template: bool = False,
+        use_chat_template: bool = True,
     ) -> None:
         hparams = plain(dict(locals()))
         check_timestep_sampler(timestep_sampler)
