@@ -20,6 +20,40 @@ def _timed(fn, device: torch.device) -> tuple[torch.Tensor, float]:
     return out, time.perf_counter() - start
 
 
+def _samplers(policy, *, rows: int, prompt_length: int, config: SamplerConfig) -> dict:
+    """The three ways to generate, each a function of a seed, over the same random prompts.
+
+    ``vectorised`` runs as training runs it (block logits only), ``vectorised_full`` takes the
+    full-sequence logits, ``reference`` is LLaDA's loop (full-sequence logits in float64, a
+    Python loop over rows).
+    """
+    device = next(policy.parameters()).device
+    mask_id = policy.mask_token_id
+    prompts = torch.randint(
+        0,
+        mask_id,
+        (rows, prompt_length),
+        generator=torch.Generator(device=device).manual_seed(0),
+        device=device,
+    )
+
+    def seeded(seed: int) -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(seed)
+
+    def block_logits(x, block):
+        return policy(x, logits_to_keep=block)
+
+    return {
+        "vectorised": lambda seed: generate(
+            block_logits, prompts, mask_id, config, seeded(seed), windowed=True
+        ),
+        "vectorised_full": lambda seed: generate(policy, prompts, mask_id, config, seeded(seed)),
+        "reference": lambda seed: reference_generate(
+            policy, prompts, mask_id, config, seeded(seed)
+        ),
+    }
+
+
 @torch.no_grad()
 def measure_rollout(
     policy,
@@ -30,44 +64,16 @@ def measure_rollout(
     seed: int,
     with_reference: bool,
 ) -> dict:
-    """Generates ``rows`` responses with both samplers from the same seed.
-
-    The vectorised sampler runs as training runs it (block logits only); the reference as
-    LLaDA's loop does (full-sequence logits in float64, a Python loop over rows).
+    """Generates ``rows`` responses with the samplers of :func:`_samplers` from one seed.
 
     Returns:
-        Seconds, generated tokens per second, and whether both produced the same tokens.
+        Seconds, generated tokens per second, and whether the samplers produced the same tokens.
     """
     policy.eval()
     device = next(policy.parameters()).device
-    prompts = torch.randint(
-        0,
-        policy.mask_token_id,
-        (rows, prompt_length),
-        generator=torch.Generator(device=device).manual_seed(seed),
-        device=device,
-    )
-    mask_id = policy.mask_token_id
-
-    def vectorised(windowed: bool = True):
-        g = torch.Generator(device=device).manual_seed(seed)
-        if windowed:  # as training samples: the block's logits only
-            return generate(
-                lambda x, block: policy(x, logits_to_keep=block),
-                prompts,
-                mask_id,
-                config,
-                g,
-                windowed=True,
-            )
-        return generate(lambda x: policy(x), prompts, mask_id, config, g)
-
-    def reference():
-        g = torch.Generator(device=device).manual_seed(seed)
-        return reference_generate(lambda x: policy(x), prompts, mask_id, config, g)
-
-    vectorised()  # warm-up: kernels, allocator
-    fast, fast_s = _timed(vectorised, device)
+    run = _samplers(policy, rows=rows, prompt_length=prompt_length, config=config)
+    run["vectorised"](seed)  # warm-up: kernels, allocator
+    fast, fast_s = _timed(lambda: run["vectorised"](seed), device)
     tokens = rows * config.gen_length
     row = {
         "rows": rows,
@@ -79,10 +85,10 @@ def measure_rollout(
         "vectorised_tok_s": tokens / fast_s,
     }
     if with_reference:
-        slow, slow_s = _timed(reference, device)
+        slow, slow_s = _timed(lambda: run["reference"](seed), device)
         # The same forward pass (full logits) must give bit-identical tokens; block-only
         # logits come from a differently shaped output GEMM and may round differently in bf16.
-        full, full_s = _timed(lambda: vectorised(windowed=False), device)
+        full, full_s = _timed(lambda: run["vectorised_full"](seed), device)
         row.update(
             reference_s=slow_s,
             reference_tok_s=tokens / slow_s,
@@ -103,31 +109,12 @@ def profile_rollout(policy, *, rows: int, prompt_length: int, config: SamplerCon
 
     policy.eval()
     device = next(policy.parameters()).device
-    prompts = torch.randint(
-        0,
-        policy.mask_token_id,
-        (rows, prompt_length),
-        generator=torch.Generator(device=device).manual_seed(seed),
-        device=device,
-    )
-    samplers = {
-        "vectorised (block logits)": lambda g: generate(
-            lambda x, block: policy(x, logits_to_keep=block),
-            prompts,
-            policy.mask_token_id,
-            config,
-            g,
-            windowed=True,
-        ),
-        "reference (LLaDA loop)": lambda g: reference_generate(
-            lambda x: policy(x), prompts, policy.mask_token_id, config, g
-        ),
-    }
+    run = _samplers(policy, rows=rows, prompt_length=prompt_length, config=config)
     sections = []
-    for name, run in samplers.items():
-        run(torch.Generator(device=device).manual_seed(seed))  # warm-up
+    for name in ("vectorised", "reference"):
+        run[name](seed)  # warm-up
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            run(torch.Generator(device=device).manual_seed(seed))
+            run[name](seed)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
         table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=15)
