@@ -194,7 +194,7 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
                 stacklevel=2,
             )
             return 0.0
-        return value if value == value else 0.0  # NaN reward -> 0
+        return value  # a NaN is zeroed by _scores, for both paths
 
     def _accuracy(self, text: str, example: Example) -> float:
         try:

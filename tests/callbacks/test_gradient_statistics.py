@@ -228,11 +228,11 @@ def test_parameter_subset_by_glob():
 
 
 # ---- in training -------------------------------------------------------------------------------
-def fit(tmp_path, data, callbacks, max_steps=3):
+def fit(tmp_path, data, callbacks, max_steps=3, tensorboard=True):
     module = rl_module()  # float64 weights; the Trainer below runs in 64-true
     trainer = L.Trainer(
         default_root_dir=tmp_path,
-        logger=L.pytorch.loggers.TensorBoardLogger(tmp_path, name="tb"),
+        logger=L.pytorch.loggers.TensorBoardLogger(tmp_path, name="tb") if tensorboard else False,
         max_steps=max_steps,
         accelerator="cpu",
         devices=1,
@@ -331,20 +331,7 @@ def test_without_a_logger_the_csv_goes_to_default_root_dir(tmp_path, sudoku_data
     stats = GradientStatistics(
         every_n_steps=1, num_mc_samples=[1], repeats=2, golden_num_mc_samples=2, log_figure=False
     )
-    module = rl_module()
-    L.Trainer(
-        default_root_dir=tmp_path,
-        logger=False,
-        max_steps=1,
-        accelerator="cpu",
-        precision="64-true",
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=[stats],
-    ).fit(module, sudoku_data)
+    fit(tmp_path, sudoku_data, [stats], max_steps=1, tensorboard=False)
     lines = (tmp_path / "gradient_statistics.csv").read_text().splitlines()
     assert len(lines) == 2 and lines[1].startswith("1,bgpo,1,2,")
     assert [r["objective"] for r in stats.last_rows] == ["bgpo"]  # the module's objective
