@@ -8,8 +8,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
+from bgpo_lightning.callbacks import StepProgressBar
 from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.tasks import DatasetFormatError, PromptDataModule
 
@@ -24,6 +26,20 @@ class BGPOLightningCLI(LightningCLI):
     ``weights_only=True``); Lightning would parse those against ``LightningModule`` itself and
     reject every argument of ``--ckpt_path``. The class path of the configured model is used.
     """
+
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        """The configured trainer, with a :class:`StepProgressBar` unless bars are off.
+
+        A progress bar a config names itself, or ``enable_progress_bar: false``, wins.
+        """
+        settings = self.config_init.get(self.subcommand) if self.subcommand else None
+        trainer = (settings or self.config_init).get("trainer") or {}
+        callbacks = list(kwargs.get("callbacks", trainer.get("callbacks")) or [])
+        wanted = trainer.get("enable_progress_bar") is not False
+        if wanted and not any(isinstance(c, ProgressBar) for c in callbacks):
+            label = getattr(self.model, "progress_label", "train")
+            kwargs["callbacks"] = [*callbacks, StepProgressBar(label)]
+        return super().instantiate_trainer(**kwargs)
 
     def _parse_ckpt_path(self) -> None:
         subcommand = self.config.get("subcommand")

@@ -45,10 +45,16 @@ class DiffusionPolicyModule(L.LightningModule):
         self.policy.train()  # from_pretrained returns eval mode; Lightning keeps module modes
         self.val_accuracy = MeanWithStdError()
         self.test_accuracy = MeanWithStdError()
+        self._test_scores: list[torch.Tensor] = []
         self._generators: dict[str, torch.Generator] = {}
         self._pending_generator_states: dict[str, torch.Tensor] = {}
 
     # ---- runtime objects -------------------------------------------------------------------
+    @property
+    def progress_label(self) -> str:
+        """What a progress bar calls this module's training (``SFT``, ``BGPO``)."""
+        return "train"
+
     @property
     def task(self) -> Task:
         """The reward/accuracy definitions, handed over by the DataModule."""
@@ -145,13 +151,26 @@ class DiffusionPolicyModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         mean, se = self.val_accuracy.compute()
-        self.log("val/accuracy", mean, sync_dist=False)
+        self.log("val/accuracy", mean, sync_dist=False, prog_bar=True)
         self.log("val/accuracy_se", se, sync_dist=False)
         self.val_accuracy.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self._test_scores.clear()
 
     def test_step(self, batch: list[Example], batch_idx: int) -> None:
         _, scores = self.evaluate_batch(batch)
         self.test_accuracy.update(scores)
+        self._test_scores.append(scores.detach().cpu())
+
+    @property
+    def test_scores(self) -> torch.Tensor:
+        """Per-example accuracies of the last test run on this rank, in dataloader order.
+
+        Two runs over the same (unshuffled) test split pair up example by example, which is
+        what a paired standard error of a before/after difference needs.
+        """
+        return torch.cat(self._test_scores) if self._test_scores else torch.empty(0)
 
     def on_test_epoch_end(self) -> None:
         mean, se = self.test_accuracy.compute()

@@ -64,6 +64,10 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         eval_sampler: sampler for validation (greedy).
         optim: optimizer settings.
         normalize_advantage_std: divide advantages by the group's std.
+        share_masks_in_group: draw one set of n_t masks per prompt and use it for all G of
+            its responses (common random numbers). Each response's ELBO estimate stays
+            unbiased; because a group's advantages sum to zero, the Monte Carlo noise of the
+            tokens its responses share largely cancels in the gradient.
         separate_old_pass: spend n_t extra no-grad forwards to compute ``l_old`` (what peer
             code does); only for benchmarking the single-pass default against.
         on_reward_error: ``zero`` (warn, reward 0, count it) or ``raise``.
@@ -89,6 +93,7 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         eval_sampler: SamplerConfig | None = None,
         optim: OptimConfig | None = None,
         normalize_advantage_std: bool = True,
+        share_masks_in_group: bool = False,
         separate_old_pass: bool = False,
         on_reward_error: str = "zero",
         max_nonfinite_steps: int = 3,
@@ -125,6 +130,7 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         self.timestep_sampler = timestep_sampler
         self.rollout = as_config(SamplerConfig, rollout, SamplerConfig(temperature=0.6))
         self.normalize_advantage_std = normalize_advantage_std
+        self.share_masks_in_group = share_masks_in_group
         self.separate_old_pass = separate_old_pass
         self.on_reward_error = on_reward_error
         self.max_nonfinite_steps = max_nonfinite_steps
@@ -139,6 +145,10 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         # Kept out of nn.Module registration: not trained, not in the optimizer, not in
         # checkpoints (it is the initial policy, rebuilt from the config).
         self.__dict__["reference"] = frozen_copy(self.policy) if kl_coef > 0 else None
+
+    @property
+    def progress_label(self) -> str:
+        return self.objective.upper()
 
     # ---- 1-2: rollouts and rewards -------------------------------------------------------------
     def rollout_batch(self, batch: list[Example]) -> dict:
@@ -296,6 +306,25 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
             total += loss.detach()
         return total
 
+    def draw_rollout_masks(self, n: int, length: int) -> MaskSamples:
+        """The n_t masks of a rollout batch, shared by old and current policy."""
+        groups = self.group_size if self.share_masks_in_group else 1
+        masks = draw_masks(
+            n // groups,
+            length,
+            self.num_mc_samples,
+            self.timestep_sampler,
+            self.generator("mask"),
+            self.device,
+        )
+        if groups == 1:
+            return masks
+        # A group's responses are adjacent (see rollout_batch).
+        return MaskSamples(
+            masks.mask.repeat_interleave(groups, dim=1),
+            masks.weight.repeat_interleave(groups, dim=1),
+        )
+
     def training_step(self, batch: list[Example], batch_idx: int) -> None:
         self.last_rollout = None  # the previous step's, no longer needed
         optimizer = self.optimizers()
@@ -309,14 +338,7 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
             roll["rewards"], self.group_size, normalize_std=self.normalize_advantage_std
         )
         n, length = roll["responses"].shape
-        masks = draw_masks(
-            n,
-            length,
-            self.num_mc_samples,
-            self.timestep_sampler,
-            self.generator("mask"),
-            self.device,
-        )
+        masks = self.draw_rollout_masks(n, length)
         start = time.perf_counter()
         old = (
             self._old_elbos_separately(roll, masks)
@@ -378,9 +400,15 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         if self.device.type == "cuda":
             metrics["memory/peak_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
             torch.cuda.reset_peak_memory_stats(self.device)
-        self.log_dict(
-            metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(roll["texts"])
-        )
+        shown = {"train/reward", "train/accuracy"}  # what the progress bar shows
+        for on_bar in (True, False):
+            self.log_dict(
+                {k: v for k, v in metrics.items() if (k in shown) == on_bar},
+                on_step=True,
+                on_epoch=False,
+                prog_bar=on_bar,
+                batch_size=len(roll["texts"]),
+            )
         every = self.log_completions_every_n_steps
         experiment = getattr(self.logger, "experiment", None)
         if every and self.global_step % every == 0 and hasattr(experiment, "add_text"):

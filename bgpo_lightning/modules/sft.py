@@ -51,6 +51,10 @@ class DiffusionSFTModule(DiffusionPolicyModule):
         )
         self.timestep_sampler = timestep_sampler
 
+    @property
+    def progress_label(self) -> str:
+        return "SFT"
+
     def training_step(self, batch: list[Example], batch_idx: int) -> torch.Tensor:
         prompt_ids, prompt_mask = self.prompt_tensors([e.prompt for e in batch])
         length = self.eval_sampler.gen_length

@@ -71,7 +71,10 @@ class PromptDataModule(L.LightningDataModule):
         require_targets: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # Not sent to the logger: Lightning merges module and datamodule hparams there and
+        # refuses equal names with different values, which would tie the module's seed to the
+        # data seed. The checkpoint and the CLI's config.yaml still record every setting.
+        self.save_hyperparameters(logger=False)
         for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")

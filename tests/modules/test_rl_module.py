@@ -151,3 +151,18 @@ def test_reward_that_raises_is_zero_and_counted_or_raises(tmp_path, sudoku_data,
 def test_bad_configuration_is_named(overrides, message):
     with pytest.raises(ConfigError, match=message):
         DiffusionRLModule(**rl_kwargs(**overrides))
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_rollout_masks_are_shared_within_a_group_only_when_asked(shared):
+    model = module(share_masks_in_group=shared)  # G = 4
+    masks = model.draw_rollout_masks(12, 16)
+    assert masks.mask.shape == (2, 12, 16) and masks.weight.shape == (2, 12)
+    groups = masks.mask.view(2, 3, 4, 16)
+    same_in_group = all(torch.equal(groups[:, :, 0], groups[:, :, i]) for i in range(1, 4))
+    assert same_in_group == shared
+    assert not torch.equal(groups[:, 0], groups[:, 1])  # prompts still differ
+    if shared:
+        assert torch.equal(
+            masks.weight.view(2, 3, 4)[..., 0:1].expand(2, 3, 4), masks.weight.view(2, 3, 4)
+        )

@@ -17,11 +17,15 @@ needs_data = pytest.mark.skipif(
     not (DATA / "test.jsonl").is_file(), reason="shared MBPP data not available"
 )
 
+# Limits generous enough for every reference program on a slow core: which programs pass must
+# not depend on how fast this machine is.
+GENEROUS = {"cpu_seconds": 120, "wall_seconds": 300}
+# amicable_numbers_sum(9999) sums divisors by trial division: seconds of CPU (about 7 s on this
+# project's machines, over the 5 s default); it checks the CPU limit against a real program.
+SLOW_TASK = 123
+
 # Reference programs of MBPP (all 974 rows) that fail on their own, and why.
 EXPECTED_FAILURES = {
-    # amicable_numbers_sum(9999) sums divisors by trial division: about 7 s of CPU, over the
-    # 5 s default (standard harnesses, with 3 s, fail it too); it passes with more time.
-    123: "timeout",
     # asserts sys.getsizeof(...) == 104 for a 6-tuple: true of an older 32-bit CPython only.
     596: "failed",
     # returns a set of tuples built from sets: the expected value assumes an iteration order
@@ -48,7 +52,7 @@ def break_one_assert(tests: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def task() -> MbppTask:
-    return MbppTask(workers=4)
+    return MbppTask(workers=4, limits=GENEROUS)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +103,18 @@ def test_reference_programs_pass_and_broken_asserts_fail(
         e.meta["task_id"] for e, r in zip(broken, results[len(all_rows) :], strict=True) if r.passed
     ]
     assert still_passing == []
+
+
+@needs_data
+def test_cpu_limit_below_a_programs_need_times_out(all_rows: list[Example]) -> None:
+    ex = next(e for e in all_rows if e.meta["task_id"] == SLOW_TASK)
+    (enough,) = MbppTask(workers=1, limits=GENEROUS).run([ex.target], [ex])
+    assert enough.passed, enough.detail
+    if enough.duration_s < 2.0:
+        pytest.skip(f"task {SLOW_TASK} needs under 2 s here: 1 s (the least) is not below it")
+    (starved,) = MbppTask(workers=1, limits={**GENEROUS, "cpu_seconds": 1}).run([ex.target], [ex])
+    assert starved.status.value == "timeout", (starved.status, starved.detail)
+    assert "CPU limit" in starved.detail
 
 
 @needs_data
