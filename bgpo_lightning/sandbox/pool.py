@@ -19,6 +19,7 @@ class SandboxJob:
     program: str
     tests: str = ""
     expose: tuple[str, ...] = ()
+    setup: str = ""  # trusted code the harness runs before the tests
 
 
 def default_workers() -> int:
@@ -56,7 +57,7 @@ def run_many(
     items = [SandboxJob(j) if isinstance(j, str) else j for j in jobs]
 
     def run(job: SandboxJob) -> SandboxResult:
-        return run_program(job.program, job.tests, limits, isolation, job.expose)
+        return run_program(job.program, job.tests, limits, isolation, job.expose, job.setup)
 
     if workers == 1 or len(items) <= 1:
         return [run(job) for job in items]

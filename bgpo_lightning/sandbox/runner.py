@@ -3,11 +3,12 @@
 Per run the host makes a fresh temporary directory (the mount point of the sandbox's root;
 removed afterwards), starts a launcher of :mod:`.inside.boot` (``python -I -S`` code: isolated
 mode, no site-packages, an almost empty environment, its own session; see :mod:`.launch`)
-and feeds it three frames on standard input: settings, program, tests. It then drains the
-program's standard output and error (keeping at most ``max_output_bytes`` of each, so a
-chatty program can never block on a full pipe, and ending the run if it writes more) and the
-report pipe, until everything closes or the wall-clock limit passes, when it kills the
-launcher: the init process dies with it, and its death takes down the whole pid namespace.
+and feeds it three frames on standard input: settings, program, tests (with their trusted
+setup code). It then drains the program's standard output and error (keeping at most
+``max_output_bytes`` of each, so a chatty program can never block on a full pipe, and ending
+the run if it writes more) and the report pipe, until everything closes or the wall-clock
+limit passes, when it kills the launcher: the init process dies with it, and its death takes
+down the whole pid namespace.
 
 The verdict is the harness's report message, which only the harness can write (see
 :mod:`.inside.harness`); exit codes and output never decide a pass.
@@ -55,6 +56,7 @@ def run_program(
     limits: SandboxLimits | None = None,
     isolation: str = "auto",
     expose: Sequence[str] = (),
+    setup: str = "",
 ) -> SandboxResult:
     """Runs ``program`` in a sandbox, then ``tests`` against it; never raises for the program.
 
@@ -72,6 +74,11 @@ def run_program(
         expose: Program names the tests may call even where they shadow a built-in (the
             function under test, e.g. MBPP's ``sum``); other built-in names in the tests
             keep their built-in meaning.
+        setup: Trusted Python source run in the harness before ``tests``, in the same
+            namespace: helpers the tests call (HumanEval's ``encode_cyclic``), objects they
+            pass to the program (MBPP's trees). Every name the setup or the tests bind keeps
+            the trusted meaning even where the program defines it too; the program gets
+            copies of the objects, never the objects.
 
     Returns:
         The result; see :class:`SandboxResult`.
@@ -85,7 +92,7 @@ def run_program(
     try:
         if uids is not None and isolation == "off":
             os.chown(workdir, uids[0], uids[0])
-        spec = {"code": tests, "expose": list(expose)}
+        spec = {"code": tests, "setup": setup, "expose": list(expose)}
         result = _Run(program, spec, limits, isolation, workdir, uids, start).execute()
         if isolation == "auto" and result.isolation:
             _warn_if_degraded(result.isolation)

@@ -17,7 +17,10 @@ class CodeTask(Task):
 
     Each completion runs in its own sandbox (see :mod:`bgpo_lightning.sandbox`); tests run in
     a separate trusted process, so neither printing, exit codes nor tampering with the
-    interpreter can fake a pass. :meth:`score_batch` runs a whole batch in parallel, once.
+    interpreter can fake a pass. The dataset's code the tests rely on (HumanEval's helper
+    functions, MBPP's setup objects) runs in that process too, as the job's ``setup``: only
+    the function under test comes from the program. :meth:`score_batch` runs a whole batch
+    in parallel, once.
 
     Args:
         limits: Sandbox limits, as :class:`~bgpo_lightning.sandbox.SandboxLimits` fields

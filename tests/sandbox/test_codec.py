@@ -161,3 +161,40 @@ def test_malformed_encodings_raise_codec_error(wire) -> None:
 def test_builtin_name() -> None:
     assert codec.builtin_name(int) == "int" and codec.builtin_name(len) == "len"
     assert codec.builtin_name(lambda: 0) is None and codec.builtin_name(3) is None
+
+
+class Leaf:
+    def __init__(self, value, child=None):
+        self.value, self.child = value, child
+
+
+def _leaf_fields(value):
+    return ("Leaf", dict(vars(value))) if isinstance(value, Leaf) else None
+
+
+def test_objects_go_as_copies_only_where_both_sides_agree() -> None:
+    tree = Leaf(1, Leaf((2, "x")))
+    encoded = json.loads(json.dumps(codec.encode([tree], _refuse, fields=_leaf_fields)))
+    assert encoded == [{"object": ["Leaf", [["value", 1], ["child", _leaf_wire()]]]}]
+    built = codec.decode(encoded, _no_ref, _no_ref, instance=lambda name, attrs: (name, attrs))
+    assert built == [("Leaf", {"value": 1, "child": ("Leaf", {"value": (2, "x"), "child": None})})]
+    with pytest.raises(codec.CodecError, match="object"):  # the harness accepts none back
+        codec.decode(encoded, _no_ref, _no_ref)
+    with pytest.raises(codec.CodecError, match="Leaf"):  # without fields: the callback
+        codec.encode(tree, _refuse)
+
+
+def _leaf_wire():
+    return {"object": ["Leaf", [["value", {"tuple": [2, "x"]}], ["child", None]]]}
+
+
+def test_object_copies_are_bounded_and_checked() -> None:
+    loop = Leaf(0)
+    loop.child = loop
+    with pytest.raises(codec.CodecError, match="nested"):
+        codec.encode(loop, _refuse, fields=_leaf_fields)
+    with pytest.raises(codec.CodecError, match="strings"):
+        codec.encode(Leaf(0), _refuse, fields=lambda v: ("Leaf", {1: 2}))
+    for wire in ({"object": "Leaf"}, {"object": ["Leaf", [[1, 2]]]}, {"object": [3, []]}):
+        with pytest.raises(codec.CodecError):
+            codec.decode(wire, _no_ref, _no_ref, instance=lambda name, attrs: None)

@@ -59,6 +59,34 @@ CASES = {
         "def sum(a, b):\n    return a - b\n", "assert sum(5, 3) == 2", expose=("sum",)
     ),
     "tests_broken": SandboxJob("def f():\n    return 1\n", "assert f( == 1"),
+    "setup_helper": SandboxJob(
+        "def f(x):\n    return 2 * x\n",
+        "assert f(3) == double(3)\nassert calls == [3]\n",
+        setup="calls = []\ndef double(x):\n    calls.append(x)\n    return x + x\n",
+    ),
+    "setup_objects_copied": SandboxJob(
+        "class Node:\n"
+        "    def size(self):\n"
+        "        return 1 + sum(c.size() for c in (self.left, self.right) if c)\n"
+        "def count(n):\n    return n.size()\n"
+        "def add(p):\n    return [p.a + p.b, type(p).__name__]\n",
+        "assert count(tree) == 4\n"
+        "assert add(Pair(2, 3)) == [5, 'SimpleNamespace']\n"
+        "assert add(p=Pair(1, 1)) == [2, 'SimpleNamespace']\n",
+        setup="class Node:\n"
+        "    def __init__(self, left=None, right=None):\n"
+        "        self.left, self.right = left, right\n"
+        "class Pair:\n"
+        "    def __init__(self, a, b):\n        self.a, self.b = a, b\n"
+        "tree = Node(Node(), Node(Node()))\n",
+    ),
+    "setup_calls_program": SandboxJob(
+        "def f(x):\n    return 2 * x\n", "assert y == 4\n", setup="y = f(2)\n"
+    ),
+    "setup_raises": SandboxJob(
+        "def f():\n    return 1\n", "assert f() == 1", setup="x = 1\nraise ValueError('no')\n"
+    ),
+    "setup_broken": SandboxJob("def f():\n    return 1\n", "assert f() == 1", setup="def (:\n"),
     "main_guard": SandboxJob(
         "def f():\n    return 1\nif __name__ == '__main__':\n    raise SystemExit(1)\n",
         "assert f() == 1",
@@ -95,6 +123,11 @@ def results():
         ("shadow_len", Status.FAILED),
         ("expose_sum", Status.PASSED),
         ("tests_broken", Status.ERROR),
+        ("setup_helper", Status.PASSED),
+        ("setup_objects_copied", Status.PASSED),
+        ("setup_calls_program", Status.PASSED),
+        ("setup_raises", Status.FAILED),
+        ("setup_broken", Status.ERROR),
         ("main_guard", Status.PASSED),
     ],
 )
@@ -110,6 +143,8 @@ def test_failure_details_name_the_line_and_error(results) -> None:
     assert "NameError" in results["missing_name"].detail
     assert "program: ValueError: boom" in results["no_tests_raises"].detail
     assert "no truth value" in results["opaque_truth"].detail
+    assert results["setup_raises"].detail == "setup line 2: ValueError: no"
+    assert results["setup_broken"].detail.startswith("compile line 1: SyntaxError")
 
 
 def test_output_is_captured(results) -> None:

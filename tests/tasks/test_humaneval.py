@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from bgpo_lightning.errors import ConfigError
-from bgpo_lightning.tasks.base import DatasetFormatError
+from bgpo_lightning.tasks.base import DatasetFormatError, RowError
 from bgpo_lightning.tasks.humaneval import (
     DEFAULT_PROMPT,
     PACKAGE_SOURCE,
     HumanEvalTask,
     package_data_file,
+    prompt_helpers,
 )
 
 LIMITS = {"wall_seconds": 10.0, "cpu_seconds": 5.0}
@@ -93,6 +94,32 @@ def test_every_canonical_solution_passes_and_every_broken_test_fails(
     assert not any(passed[len(examples) :]), [
         ex.meta["task_id"] for ex, p in zip(broken, passed[len(examples) :], strict=True) if p
     ]
+
+
+def test_prompt_helpers_run_in_the_harness(task: HumanEvalTask, examples) -> None:
+    by_id = {ex.meta["task_id"]: ex for ex in examples}
+    for task_id, helper in (("HumanEval/32", "poly"), ("HumanEval/38", "encode_cyclic")):
+        ex = by_id[task_id]
+        setup = ex.meta["setup"]
+        assert f"def {helper}(" in setup and f"def {ex.meta['entry_point']}(" not in setup
+        job = task.job(ex.target, ex)
+        assert job.setup == setup and job.program.startswith(ex.meta["prompt"])
+    assert by_id["HumanEval/0"].meta["setup"].strip() == "from typing import List"
+    for ex in examples:  # everything but the stub, which is always last
+        assert ex.meta["prompt"].startswith(ex.meta["setup"].rstrip())
+
+
+def test_prompt_helpers_cut_only_the_entry_point() -> None:
+    prompt = (
+        'import math\n\n\n@cache\ndef f(x):\n    """Doc."""\n\n\n'
+        "def helper(x):\n    return x\n\n\ndef g(x):\n"
+    )
+    assert prompt_helpers(prompt, "f") == (
+        "import math\n\n\n\n\ndef helper(x):\n    return x\n\n\ndef g(x):\n"
+    )
+    assert prompt_helpers(prompt, "g") == prompt.rsplit("def g", 1)[0]  # a stub with no body
+    with pytest.raises(RowError, match="not valid Python"):
+        prompt_helpers("def f(:\n", "f")
 
 
 def test_score_batch_rewards_and_bare_body_completions(task: HumanEvalTask, examples) -> None:

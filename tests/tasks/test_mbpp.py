@@ -10,7 +10,7 @@ import pytest
 
 from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.tasks.base import DatasetFormatError, Example
-from bgpo_lightning.tasks.mbpp import DEFAULT_PROMPT, MbppTask
+from bgpo_lightning.tasks.mbpp import DEFAULT_PROMPT, MbppTask, setup_definitions
 
 DATA = Path("/work/shared/datasets/mbpp")
 needs_data = pytest.mark.skipif(
@@ -128,13 +128,45 @@ def test_builtin_named_function_is_tested(test_split: list[Example], task: MbppT
 
 
 @needs_data
-def test_setup_code_runs_with_the_program(task: MbppTask, all_rows: list[Example]) -> None:
+def test_setup_code_runs_in_the_harness(task: MbppTask, all_rows: list[Example]) -> None:
     ex = next(e for e in all_rows if e.meta["task_id"] == 927)  # trees built by test_setup_code
-    assert "root = Node(1)" in ex.meta["setup"]
+    setup = ex.meta["setup"]  # the reference's Node class, then the trees
+    assert setup.startswith("class Node:") and "root = Node(1)" in setup
+    assert "max_height" not in setup and ex.meta["program_setup"] == ""
+    job = task.job(ex.target, ex)
+    assert job.setup == setup and "root = Node(1)" not in job.program
     assert task.score_batch([ex.target, "def max_height(node):\n    return 3\n"], [ex, ex]) == [
         (1.0, 1.0),
         (0.0, 0.0),
     ]
+
+
+def test_setup_without_reference_definitions_runs_with_the_program() -> None:
+    row = {
+        **ROW,
+        "code": "def add(a, b):\n  return a + b",
+        "test_list": ["assert add(X, 1) == 3"],
+        "test_setup_code": "X = Two()",
+    }
+    ex = MbppTask(num_shots=0).parse_row(row)
+    assert ex.meta["setup"] == "" and ex.meta["program_setup"] == "X = Two()"
+    program = "class Two(int):\n  def __new__(cls):\n    return int.__new__(cls, 2)\n"
+    task = MbppTask(num_shots=0, workers=1, limits={"wall_seconds": 5})
+    assert task.job(program + ex.target, ex).program.rstrip().endswith("X = Two()")
+    assert task.reward(program + ex.target, ex) == 1.0
+
+
+def test_setup_definitions_follow_what_the_setup_uses() -> None:
+    code = (
+        "import math\nSIZE = 2\n\n@dataclass_like\nclass Node:\n  def __init__(self, v):\n"
+        "    self.v = v * SIZE\n\ndef unrelated():\n  pass\n\ndef solve(n):\n  return n.v\n"
+    )
+    assert setup_definitions("root = Node(1)", code, ["solve"]) == (
+        "SIZE = 2\n@dataclass_like\nclass Node:\n  def __init__(self, v):\n    self.v = v * SIZE\n"
+    )
+    assert setup_definitions("x = 1\ny = [x]", code, ["solve"]) == ""
+    assert setup_definitions("r = Missing(1)", code, ["solve"]) is None
+    assert setup_definitions("r = solve(1)", code, ["solve"]) is None
 
 
 def test_zero_shot_row_and_completion_forms(tmp_path: Path) -> None:

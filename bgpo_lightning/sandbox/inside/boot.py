@@ -5,9 +5,11 @@ or started as ``python -I -S``; either way with an empty environment, in a new s
 
     launcher          reads settings + program, enters the namespaces, forks init
     └─ init           pid 1 of the new pid namespace: builds the file system, forks the
-       │              worker, only then reads the tests, forks the harness, reaps, reports
+       │              worker, only then reads the tests (with their trusted setup code),
+       │              forks the harness, reaps, reports
        ├─ worker      confined (limits, user id, seccomp), runs the program, serves calls
-       └─ harness     confined, runs the tests against the worker, writes the verdict
+       └─ harness     confined, runs the setup and tests against the worker, writes the
+                      verdict
 
 Isolation, as far as the machine allows (``isolation="auto"``; ``"required"`` fails the run
 instead of degrading; ``"off"`` uses none of the namespaces):
@@ -272,7 +274,9 @@ def _fork_harness(
         }
         privileges.confine(identity, uid, uid, rlimits, dumpable=False)
         code = 0
-        verdict = harness.run(tests["code"], tests["expose"], requests_w, responses_r)
+        verdict = harness.run(
+            tests["code"], tests["expose"], requests_w, responses_r, tests["setup"]
+        )
         wire.send(report_fd, verdict)
     except BaseException as err:
         _report_error(report_fd, "harness", err)

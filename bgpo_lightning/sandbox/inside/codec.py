@@ -10,10 +10,15 @@ base type's own methods, so an overriding method plays no part either. Any other
 left to the caller's ``other`` function: the worker keeps it and sends a reference, the
 harness sends references and built-in types.
 
+One more form goes only from the harness to the worker: an instance of a class the trusted
+test code defined (MBPP's tree ``Node``) is sent as a copy, its class name and attributes
+(``fields`` on encoding), and the worker rebuilds it (``instance`` on decoding). The harness
+decodes without ``instance``, so the program can never send such an object back.
+
 JSON has lists, strings, integers and floats; everything else is a one-key object whose key
 is the tag: ``{"tuple": [...]}``, ``{"dict": [[k, v], ...]}``, ``{"bytes": "hex"}``,
 ``{"int": "-hex"}`` (outside 64 bits: hex keeps parsing linear and free of the 4300-digit
-limit), ``{"ref": "name"}``, ``{"builtin": "name"}``.
+limit), ``{"ref": "name"}``, ``{"builtin": "name"}``, ``{"object": ["Class", [[attr, v], ...]]}``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,12 @@ class CodecError(ValueError):
     """A value cannot be encoded, or an encoded value is malformed."""
 
 
-def encode(value: Any, other: Callable[[Any], Any], depth: int = 0) -> Any:
+Fields = Callable[[Any], tuple[str, dict[str, Any]] | None]
+
+
+def encode(
+    value: Any, other: Callable[[Any], Any], depth: int = 0, fields: Fields | None = None
+) -> Any:
     """The JSON-ready encoding of ``value``.
 
     Args:
@@ -38,6 +48,8 @@ def encode(value: Any, other: Callable[[Any], Any], depth: int = 0) -> Any:
         other: Encodes an object that is not plain data, e.g. into ``{"ref": ...}``; may
             raise :class:`CodecError`.
         depth: Nesting level of ``value`` (internal).
+        fields: For an object that is not plain data: its class name and attributes, to send
+            as a copy, or ``None`` to leave it to ``other``.
 
     Raises:
         CodecError: If nesting exceeds :data:`MAX_DEPTH` (a cycle, too), or ``other`` raises.
@@ -53,22 +65,32 @@ def encode(value: Any, other: Callable[[Any], Any], depth: int = 0) -> Any:
         return value
     deeper = depth + 1
     if kind is list:
-        return [encode(x, other, deeper) for x in value]
+        return [encode(x, other, deeper, fields) for x in value]
     if kind is tuple:
-        return {"tuple": [encode(x, other, deeper) for x in value]}
+        return {"tuple": [encode(x, other, deeper, fields) for x in value]}
     if kind is dict:
         return {
-            "dict": [[encode(k, other, deeper), encode(v, other, deeper)] for k, v in value.items()]
+            "dict": [
+                [encode(k, other, deeper, fields), encode(v, other, deeper, fields)]
+                for k, v in value.items()
+            ]
         }
     if kind is set or kind is frozenset:
-        return {kind.__name__: [encode(x, other, deeper) for x in value]}
+        return {kind.__name__: [encode(x, other, deeper, fields) for x in value]}
     if kind is bytes or kind is bytearray:
         return {kind.__name__: value.hex()}
     if kind is complex:
         return {"complex": [value.real, value.imag]}
     base = _plain_base(value)
     if base is not None:
-        return encode(base, other, depth)
+        return encode(base, other, depth, fields)
+    copied = fields(value) if fields is not None else None
+    if copied is not None:
+        name, attrs = copied
+        if any(type(key) is not str for key in attrs):
+            raise CodecError("attribute names must be strings")
+        pairs = [[key, encode(attr, other, deeper, fields)] for key, attr in attrs.items()]
+        return {"object": [name, pairs]}
     return other(value)
 
 
@@ -97,8 +119,15 @@ def _plain_base(value: Any) -> Any:
     return None
 
 
+Instance = Callable[[str, dict[str, Any]], Any]
+
+
 def decode(
-    obj: Any, ref: Callable[[str], Any], builtin: Callable[[str], Any], depth: int = 0
+    obj: Any,
+    ref: Callable[[str], Any],
+    builtin: Callable[[str], Any],
+    depth: int = 0,
+    instance: Instance | None = None,
 ) -> Any:
     """Rebuilds a value from :func:`encode`'s output, as exact built-in types only.
 
@@ -107,6 +136,8 @@ def decode(
         ref: Turns a ``{"ref": name}`` into an object; may raise :class:`CodecError`.
         builtin: Turns a ``{"builtin": name}`` into an object; may raise :class:`CodecError`.
         depth: Nesting level (internal).
+        instance: Rebuilds an ``{"object": ...}`` from its class name and decoded
+            attributes; ``None`` refuses that form.
 
     Raises:
         CodecError: On anything malformed: unknown tags, unhashable set members or keys,
@@ -118,20 +149,20 @@ def decode(
         return obj
     deeper = depth + 1
     if type(obj) is list:
-        return [decode(x, ref, builtin, deeper) for x in obj]
+        return [decode(x, ref, builtin, deeper, instance) for x in obj]
     if type(obj) is not dict or len(obj) != 1:
         raise CodecError(f"malformed encoded value of type {type(obj).__name__}")
     ((tag, body),) = obj.items()
     try:
         if tag == "tuple":
-            return tuple(decode(x, ref, builtin, deeper) for x in _list(body))
+            return tuple(decode(x, ref, builtin, deeper, instance) for x in _list(body))
         if tag == "set":
-            return {decode(x, ref, builtin, deeper) for x in _list(body)}
+            return {decode(x, ref, builtin, deeper, instance) for x in _list(body)}
         if tag == "frozenset":
-            return frozenset(decode(x, ref, builtin, deeper) for x in _list(body))
+            return frozenset(decode(x, ref, builtin, deeper, instance) for x in _list(body))
         if tag == "dict":
             return {
-                decode(k, ref, builtin, deeper): decode(v, ref, builtin, deeper)
+                decode(k, ref, builtin, deeper, instance): decode(v, ref, builtin, deeper, instance)
                 for k, v in (_pair(p) for p in _list(body))
             }
         if tag == "int":
@@ -147,6 +178,13 @@ def decode(
             return ref(_str(body))
         if tag == "builtin":
             return builtin(_str(body))
+        if tag == "object" and instance is not None:
+            name, pairs = _pair(body)
+            attrs = {
+                _str(key): decode(attr, ref, builtin, deeper, instance)
+                for key, attr in (_pair(p) for p in _list(pairs))
+            }
+            return instance(_str(name), attrs)
     except (TypeError, ValueError) as err:  # unhashable members, bad hex, ...
         if isinstance(err, CodecError):
             raise

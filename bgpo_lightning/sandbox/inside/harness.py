@@ -19,12 +19,19 @@ was forked, and only it holds the report pipe the host reads the verdict from. I
   ``True`` arrives as an opaque :class:`Remote`, equal only to itself and with no truth
   value; an ``int`` subclass arrives as its ``int``;
 * the program cannot read the expected values: they live only in this process;
+* the trusted setup code (HumanEval's helpers such as ``encode_cyclic`` or ``poly``, MBPP's
+  ``test_setup_code`` building trees) runs here too, before the tests, and every name the
+  setup or the tests bind means that trusted definition (see :mod:`.scope`): a program that
+  redefines, wraps or monkeypatches its own copy of a helper (or ``math``, or a built-in the
+  helper uses) changes nothing the tests compute;
+* arguments go to the program as copies (plain data; instances of classes the trusted code
+  defined as their class name and attributes), so it cannot mutate the tests' objects;
 * exceptions raised in the program come back as exceptions (built-in types re-raised by
   name), except that ``StopIteration`` and friends become :class:`ProgramError`, so they
   cannot silently end a loop such as ``all(map(...))`` in the tests.
 
-Names the tests use but do not define (the entry point, ``candidate``'s target, MBPP's
-function and setup objects) resolve to proxies of the worker's globals of that name; a name
+Names the setup and tests use but never bind (the entry point, ``candidate``'s target,
+MBPP's function under test) resolve to proxies of the worker's globals of that name; a name
 of a built-in (``len``, ``sorted``, ``set``, ...) keeps meaning the built-in, so the program
 cannot redefine the tools the tests check with, unless the caller exposes it as the
 function under test.
@@ -32,19 +39,21 @@ function under test.
 Differences from running program and tests in one interpreter (none of HumanEval's or
 MBPP's reference solutions is affected): arguments and results cross as data, so a test
 that inspects an argument after the program mutated it in place sees its own unchanged
-copy, and an object of the program's own type can only be passed back to the program.
+copy, an object the trusted code built reaches the program as a copy of its attributes
+(``__init__`` not run), and an object of the program's own type can only be passed back to
+the program.
 """
 
 from __future__ import annotations
 
 import builtins
 import traceback
-from types import CodeType
 from typing import Any
 
-from . import codec, wire
+from . import codec, scope, wire
 
 MAX_REPLY_BYTES = 16 << 20
+TESTS_MODULE = "__tests__"  # ``__name__`` of the trusted code: the classes it defines say so
 _HIDDEN = (StopIteration, StopAsyncIteration)
 
 
@@ -110,8 +119,8 @@ class Channel:
             "kind": "call",
             "id": self._next_id,
             "target": ref,
-            "args": codec.encode(list(args), _outgoing),
-            "kwargs": codec.encode(dict(kwargs), _outgoing),
+            "args": codec.encode(list(args), _outgoing, fields=_copied_fields),
+            "kwargs": codec.encode(dict(kwargs), _outgoing, fields=_copied_fields),
         }
         try:
             wire.send(self._out, request)
@@ -142,6 +151,19 @@ def _outgoing(value: Any) -> Any:
     raise codec.CodecError(f"cannot pass a {type(value).__name__} to the program")
 
 
+def _copied_fields(value: Any) -> tuple[str, dict[str, Any]] | None:
+    """Class name and attributes of an instance of a class the trusted code defined.
+
+    Such objects (MBPP's tree nodes) go to the program as copies: it works on its own
+    instance and the tests' object stays as the setup built it.
+    """
+    kind = type(value)
+    attrs = getattr(value, "__dict__", None)
+    if kind.__module__ != TESTS_MODULE or type(attrs) is not dict:
+        return None
+    return kind.__name__, dict(attrs)
+
+
 def _builtin_type(name: str) -> type:
     value = getattr(builtins, name, None)
     if not isinstance(value, type):
@@ -163,15 +185,6 @@ def _exception(error: Any) -> Exception:
     return ProgramError(f"{name}: {message}")
 
 
-def global_names(code: CodeType) -> set[str]:
-    """Every global (or attribute) name used anywhere in ``code`` and its nested code."""
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, CodeType):
-            names |= global_names(const)
-    return names
-
-
 def _failure(stage: str, err: BaseException, filename: str = "<tests>") -> dict[str, Any]:
     line = None
     for frame, lineno in traceback.walk_tb(err.__traceback__):
@@ -184,8 +197,10 @@ def _failure(stage: str, err: BaseException, filename: str = "<tests>") -> dict[
     return {"stage": stage, "type": type(err).__name__, "message": message, "line": line}
 
 
-def run(tests: str, expose: list[str], requests_fd: int, responses_fd: int) -> dict[str, Any]:
-    """Runs ``tests`` against the worker.
+def run(
+    tests: str, expose: list[str], requests_fd: int, responses_fd: int, setup: str = ""
+) -> dict[str, Any]:
+    """Runs ``setup`` then ``tests`` against the worker.
 
     Args:
         tests: Trusted Python test code; it passes if it runs to its end without raising.
@@ -193,6 +208,8 @@ def run(tests: str, expose: list[str], requests_fd: int, responses_fd: int) -> d
             under test when the task itself names it like one (MBPP's ``sum``).
         requests_fd: Write end of the request pipe.
         responses_fd: Read end of the response pipe.
+        setup: Trusted code run first, in the same namespace (helpers the tests call, objects
+            they pass to the program); failing in it fails the run like a failing test.
 
     Returns:
         The verdict message: ``{"kind": "verdict", "passed": bool, "failure": ... | None,
@@ -222,20 +239,26 @@ def run(tests: str, expose: list[str], requests_fd: int, responses_fd: int) -> d
     if start.get("kind") != "ready" or type(names) is not list:
         verdict["failure"] = _failure("start", ProtocolError("no ready message"))
         return verdict
-    try:
-        code = compile(tests, "<tests>", "exec")
-    except SyntaxError as err:
-        verdict["failure"] = _failure("compile", err)
-        verdict["failure"]["line"] = err.lineno
-        return verdict
-    namespace: dict[str, Any] = {"__name__": "__tests__", "__builtins__": builtins}
-    for name in global_names(code) & {n for n in names if type(n) is str}:
+    stages = {"setup": (setup, "<setup>"), "tests": (tests, "<tests>")}
+    codes, trusted, used = {}, set(), set()
+    for stage, (source, filename) in stages.items():
+        try:
+            codes[stage] = compile(source, filename, "exec")
+            trusted |= scope.bound_names(source, filename)
+        except SyntaxError as err:
+            verdict["failure"] = _failure("compile", err, filename)
+            verdict["failure"]["line"] = err.lineno
+            return verdict
+        used |= scope.global_names(codes[stage])
+    namespace: dict[str, Any] = {"__name__": TESTS_MODULE, "__builtins__": builtins}
+    for name in (used - trusted) & {n for n in names if type(n) is str}:  # never a trusted name
         if not hasattr(builtins, name) or name in expose:
             namespace[name] = Remote(channel, name)
-    try:
-        exec(code, namespace)
-    except BaseException as err:  # anything the tests raise, KeyboardInterrupt included, fails
-        verdict["failure"] = _failure("tests", err)
-        return verdict
+    for stage, code in codes.items():
+        try:
+            exec(code, namespace)
+        except BaseException as err:  # anything the tests raise, KeyboardInterrupt included, fails
+            verdict["failure"] = _failure(stage, err, stages[stage][1])
+            return verdict
     verdict["passed"] = True
     return verdict

@@ -4,7 +4,7 @@ Two formats:
 
 * frames, on the launcher's standard input: an 8-byte big-endian length, then the bytes. The
   host sends three: the JSON header (settings), the program (UTF-8), the tests (JSON:
-  ``{"code": ..., "expose": [...]}``). The launcher reads
+  ``{"code": ..., "setup": ..., "expose": [...]}``). The launcher reads
   them with exact ``os.read`` calls, never through a buffered reader, so that a process it
   forks before reading a frame holds no byte of that frame in its memory.
 * messages, between worker and harness and on the report pipe: one JSON object per line,

@@ -13,7 +13,9 @@ Messages to the harness (one JSON line each, see :mod:`.wire`):
   defined, or ``{"kind": "program_error", "error": {...}}`` if it raised (``SystemExit``
   included);
 * per request ``{"kind": "call", "id", "target", "args", "kwargs"}``, one of
-  ``{"kind": "return", "id", "value"}`` or ``{"kind": "raise", "id", "error"}``.
+  ``{"kind": "return", "id", "value"}`` or ``{"kind": "raise", "id", "error"}``. Arguments
+  are copies; one of the tests' own objects arrives as an instance of the program's class of
+  that name (``__init__`` not run) or as a plain attribute holder.
 
 The program runs as module ``__sandbox__`` (so ``if __name__ == "__main__":`` blocks do not
 run, as with HumanEval's reference executor), with standard input at ``/dev/null``.
@@ -94,14 +96,38 @@ def _answer(request: Any, namespace: dict[str, Any], handles: dict[str, Any]) ->
             return namespace[name]
         raise codec.CodecError(f"the program has no {name!r}")
 
+    def instance(name: str, attrs: dict[str, Any]) -> Any:
+        return _rebuild(namespace.get(name), attrs)
+
     try:
         target = lookup(request["target"])
-        args = codec.decode(request["args"], lookup, lambda name: getattr(builtins, name))
-        kwargs = codec.decode(request["kwargs"], lookup, lambda name: getattr(builtins, name))
+        args = codec.decode(request["args"], lookup, _builtin, instance=instance)
+        kwargs = codec.decode(request["kwargs"], lookup, _builtin, instance=instance)
         result = target(*args, **kwargs)
         return {"kind": "return", "id": call_id, "value": codec.encode(result, keep)}
     except BaseException as err:  # reported to the harness as the call's outcome
         return {"kind": "raise", "id": call_id, "error": describe_error(err)}
+
+
+def _builtin(name: str) -> Any:
+    return getattr(builtins, name)
+
+
+def _rebuild(kind: Any, attrs: dict[str, Any]) -> Any:
+    """The program's copy of one of the tests' objects (e.g. a tree ``Node``).
+
+    An instance of the program's class of the same name when it has one (so its methods
+    work), its ``__init__`` not run; else a plain attribute holder.
+    """
+    if isinstance(kind, type):
+        try:
+            obj = object.__new__(kind)
+            for key, value in attrs.items():
+                object.__setattr__(obj, key, value)
+            return obj
+        except Exception:  # a built-in base, __slots__ without these names, ...
+            pass
+    return types.SimpleNamespace(**attrs)
 
 
 def _flush() -> None:
