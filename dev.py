@@ -114,7 +114,8 @@ def ensure_env(venv: Path, newest: bool = False, torch: str | None = None) -> Pa
     with tempfile.TemporaryDirectory() as tmp:
         if newest:  # everything to the newest admitted release, but torch stays as chosen
             hold = Path(tmp) / "torch.txt"
-            hold.write_text(f"torch=={torch_version(python)}\n")
+            # The public version: a local label (+cpu, +cu130) is found on no index.
+            hold.write_text(f"torch=={torch_version(python).split('+')[0]}\n")
             call(*pip, "--upgrade", "--upgrade-strategy", "eager", "-r", REQUIREMENTS, "-c", hold)
         else:
             call(*pip, "-r", REQUIREMENTS, "-c", constraints_without_torch(Path(tmp)))

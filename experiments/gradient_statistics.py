@@ -1,7 +1,7 @@
 """Gradient noise and error against n_t on one rollout batch: a table, a figure and a CSV.
 
 ``python -m experiments.gradient_statistics`` takes the RL config (default: the embedded
-Sudoku BGPO setup, with the cached SFT warm start ``runs/embedded_default/warmstart`` when it
+Sudoku BGPO setup, with the cached SFT warm start ``runs/embedded_default/seed_0/warmstart`` when it
 exists, else an untrained tiny model), samples one rollout batch and runs the
 :class:`~bgpo_lightning.callbacks.gradient_statistics.GradientStatistics` callback on it for
 BGPO and VRPO-OL: n_t in 1..32, R = 8 repeats, golden n_t = 256. The learning rate is set to 0,
@@ -26,7 +26,7 @@ from bgpo_lightning.callbacks.gradient_statistics import GradientStatistics
 from bgpo_lightning.cli import build_cli
 
 CONFIG = Path(__file__).parent / "configs" / "sudoku_bgpo.yaml"
-WARM_START = Path("runs/embedded_default/warmstart")
+WARM_START = Path("runs/embedded_default/seed_0/warmstart")
 CALLBACK = "bgpo_lightning.callbacks.gradient_statistics.GradientStatistics"
 
 

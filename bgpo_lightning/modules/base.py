@@ -132,7 +132,7 @@ class DiffusionPolicyModule(L.LightningModule):
         self.policy.eval()
         responses = self.sample(ids, mask, self.eval_sampler)
         self.policy.train(was_training)
-        texts = decode_responses(self.tokenizer, responses)
+        texts = decode_responses(self.tokenizer, responses, self.task.cut_at_eos)
         scores = torch.tensor([accuracy for _, accuracy in self.task.score_batch(texts, batch)])
         return texts, scores.to(self.device)
 

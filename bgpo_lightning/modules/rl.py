@@ -157,7 +157,7 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         ids = ids.repeat_interleave(self.group_size, dim=0)
         mask = mask.repeat_interleave(self.group_size, dim=0)
         responses = self.sample(ids, mask, self.rollout, self.generator("rollout"))
-        texts = decode_responses(self.tokenizer, responses)
+        texts = decode_responses(self.tokenizer, responses, self.task.cut_at_eos)
         examples = [e for e in batch for _ in range(self.group_size)]
         rewards, accuracy = self._scores(texts, examples)
         return {

@@ -54,12 +54,18 @@ def encode_responses(
     return out.to(device)
 
 
-def decode_responses(tokenizer: PreTrainedTokenizerBase, responses: torch.Tensor) -> list[str]:
-    """Text of each response up to its first EOS, special tokens dropped."""
+def decode_responses(
+    tokenizer: PreTrainedTokenizerBase, responses: torch.Tensor, cut_at_eos: bool = True
+) -> list[str]:
+    """Text of each response, special tokens dropped.
+
+    ``cut_at_eos`` keeps only what comes before the first EOS (default); without it the whole
+    fixed-length response is decoded, as d1 scores it.
+    """
     eos = tokenizer.eos_token_id
     texts = []
     for row in responses.tolist():
-        if eos in row:
+        if cut_at_eos and eos in row:
             row = row[: row.index(eos)]
         texts.append(tokenizer.decode(row, skip_special_tokens=True))
     return texts

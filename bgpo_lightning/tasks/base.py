@@ -108,6 +108,8 @@ class Task(abc.ABC):
     """
 
     name: ClassVar[str]
+    #: Whether responses are cut at their first end-of-text token before scoring.
+    cut_at_eos: bool = True
 
     @abc.abstractmethod
     def reward(self, completion: str, example: Example) -> float:

@@ -9,6 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
+from bgpo_lightning.tasks import d1_prompts
 from bgpo_lightning.tasks.base import (
     Example,
     RowError,
@@ -20,25 +21,21 @@ from bgpo_lightning.tasks.base import (
     require_key,
 )
 from bgpo_lightning.tasks.countdown_solver import MAX_NUMBERS, solve
+from bgpo_lightning.tasks.d1_countdown import FORMAT_SCORE, d1_countdown_reward
+from bgpo_lightning.tasks.d1_mode import check_decoding, check_reward_mode
 from bgpo_lightning.tasks.safe_arith import evaluate
 
-# Short on purpose: the default policy is a character-level model, every character a token.
-DEFAULT_PROMPT = "Countdown {numbers} to {target}:"
+# Short on purpose: for a character-level policy, where every character is a token.
+SHORT_PROMPT = "Countdown {numbers} to {target}:"
+D1_PROMPT = d1_prompts.COUNTDOWN_PROMPT
+D1_TARGET = d1_prompts.ANSWER_TARGET
 
-D1_PROMPT = (
-    "Using only the numbers {numbers}, write an arithmetic expression that equals {target}. "
-    "Use every number exactly once; you may use +, -, * and / and parentheses.\n"
-    "Think step by step inside <reasoning></reasoning> tags, then give only the expression, "
-    "without an equals sign or the result, inside <answer></answer> tags."
-)
-
-FORMAT_SCORE = 0.1  # d1's reward for a well-formed but wrong equation
 MAX_VALUE = 10**6  # largest number accepted in data files
 MAX_TARGET = 10**9
 
-_FIELDS = ("numbers", "target", "solution")
+_FIELDS = ("numbers", "nums", "target", "solution")
 _NUMBER = re.compile(r"[0-9]+")
-# d1's character whitelist, ASCII only (Python's \d and \s would also accept other scripts).
+# Lenient mode: d1's character whitelist, ASCII only (d1's \d and \s accept other scripts).
 _ALLOWED = re.compile(r"[0-9+\-*/().\s]+", re.ASCII)
 _TOLERANCE = Fraction(1, 10**5)
 _OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
@@ -57,14 +54,47 @@ def _same_numbers(tokens: list[str], numbers: Sequence[int]) -> bool:
     return sorted(int(t) for t in normalized) == sorted(numbers)
 
 
+def lenient_reward(completion: str, numbers: Sequence[int], target: int) -> float:
+    """The lenient reward: 1.0 correct, 0.1 formed but wrong, 0.0 without an equation.
+
+    The equation is the answer (:func:`~bgpo_lightning.tasks.base.extract_answer`: untagged
+    and unclosed answers count) left of any ``=``. Without ASCII digits it scores 0.0. It
+    scores 0.1 if its integers are not exactly the given numbers, if it has characters
+    other than digits, ``+-*/().`` and whitespace, if it fails to evaluate safely (``**``,
+    ``//`` and unary ``+`` are refused), or if its exact value misses the target by 1e-5 or
+    more; otherwise 1.0.
+    """
+    equation = equation_of(completion)
+    tokens = _NUMBER.findall(equation)
+    if not tokens:
+        return 0.0
+    if not _same_numbers(tokens, numbers):
+        return FORMAT_SCORE
+    if not _ALLOWED.fullmatch(equation):
+        return FORMAT_SCORE
+    try:
+        value = evaluate(equation)
+    except Exception:  # Untrusted text: any failure is just a wrong answer.
+        return FORMAT_SCORE
+    return 1.0 if abs(value - target) < _TOLERANCE else FORMAT_SCORE
+
+
 class CountdownTask(Task):
     """Countdown with the d1 reward: 1.0 correct, 0.1 well-formed but wrong, 0.0 no equation.
 
     Args:
-        prompt_template: Prompt format with ``{numbers}`` (comma separated, e.g. ``3,5,2``)
-            and ``{target}``.
-        target_template: SFT response format with ``{solution}``, the solver's expression
-            (e.g. ``"<answer>{solution}</answer>"`` for d1-style prompts).
+        prompt_template: Prompt format with ``{target}`` and the numbers as ``{numbers}``
+            (comma separated, ``3,5,2``) or ``{nums}`` (a Python list, ``[3, 5, 2]``).
+            Default: d1's exact prompt; :data:`SHORT_PROMPT` suits character-level models.
+        target_template: SFT response format with ``{solution}``, the solver's expression.
+            Default: ``"<answer>\\n{solution}\\n</answer>"``, the layout d1's prompt shows.
+        decoding: ``"first_eos"`` (default: text after the model's end-of-text is not part
+            of its answer) or ``"full"``: the whole fixed-length response, special tokens
+            skipped, as d1 decodes it (use it for paper comparisons).
+        reward_mode: ``"d1"``: exactly d1's reward (see
+            :func:`~bgpo_lightning.tasks.d1_countdown.d1_countdown_reward`). ``"lenient"``:
+            also scores untagged and unclosed answers and the part left of an ``=``, with
+            exact arithmetic over ``+ - * /`` and unary minus only.
         num_numbers: How many numbers a generated example has (chosen uniformly).
         max_number: Generated numbers are drawn from ``[1, max_number]``.
         min_target: Smallest generated target.
@@ -75,12 +105,14 @@ class CountdownTask(Task):
 
     def __init__(
         self,
-        prompt_template: str = DEFAULT_PROMPT,
-        target_template: str = "{solution}",
+        prompt_template: str = D1_PROMPT,
+        target_template: str = D1_TARGET,
         num_numbers: Sequence[int] = (3,),
         max_number: int = 100,
         min_target: int = 1,
         max_target: int = 100,
+        reward_mode: str = "d1",
+        decoding: str = "first_eos",
     ) -> None:
         num_numbers = tuple(num_numbers)
         if not num_numbers or not all(2 <= k <= MAX_NUMBERS for k in num_numbers):
@@ -93,8 +125,12 @@ class CountdownTask(Task):
             prompt_template,
             kind="prompt_template",
             allowed=_FIELDS,
-            required=("numbers", "target"),
+            required=("target",),
         )
+        if "{numbers}" not in prompt_template and "{nums}" not in prompt_template:
+            raise ValueError(
+                f"prompt_template {prompt_template!r} must contain {{numbers}} or {{nums}}"
+            )
         self.target_template = check_template(
             target_template, kind="target_template", allowed=_FIELDS, required=("solution",)
         )
@@ -102,12 +138,15 @@ class CountdownTask(Task):
         self.max_number = max_number
         self.min_target = min_target
         self.max_target = max_target
+        self.reward_mode = check_reward_mode(reward_mode)
+        self.cut_at_eos = check_decoding(decoding) == "first_eos"
 
     def make_example(self, numbers: Sequence[int], target: int, solution: str | None) -> Example:
         """Builds an example; an unsolvable one (``solution is None``) gets target ``""``."""
         numbers = tuple(numbers)
         fields = {
             "numbers": ",".join(map(str, numbers)),
+            "nums": str(list(numbers)),
             "target": target,
             "solution": solution or "",
         }
@@ -118,26 +157,11 @@ class CountdownTask(Task):
         )
 
     def reward(self, completion: str, example: Example) -> float:
-        """d1 reward: 1.0 correct, 0.1 formed but wrong, 0.0 without an equation.
-
-        The equation is the answer left of any ``=``. Without ASCII digits it scores 0.0. It
-        scores 0.1 if its integers are not exactly the given numbers, if it has characters
-        other than digits, ``+-*/().`` and whitespace, if it fails to evaluate safely, or if
-        its value misses the target by 1e-5 or more; otherwise 1.0.
-        """
-        equation = equation_of(completion)
-        tokens = _NUMBER.findall(equation)
-        if not tokens:
-            return 0.0
-        if not _same_numbers(tokens, example.meta["numbers"]):
-            return FORMAT_SCORE
-        if not _ALLOWED.fullmatch(equation):
-            return FORMAT_SCORE
-        try:
-            value = evaluate(equation)
-        except Exception:  # Untrusted text: any failure is just a wrong answer.
-            return FORMAT_SCORE
-        return 1.0 if abs(value - example.meta["target"]) < _TOLERANCE else FORMAT_SCORE
+        """1.0 correct, 0.1 formed but wrong, 0.0 without an equation, per ``reward_mode``."""
+        numbers, target = example.meta["numbers"], example.meta["target"]
+        if self.reward_mode == "d1":
+            return d1_countdown_reward(completion, numbers, target)
+        return lenient_reward(completion, numbers, target)
 
     def parse_row(self, row: Mapping[str, Any]) -> Example:
         """Validates ``{"numbers": [int, ...], "target": int}`` and solves it."""

@@ -8,6 +8,7 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from bgpo_lightning.tasks import d1_prompts
 from bgpo_lightning.tasks.base import (
     Example,
     RowError,
@@ -17,21 +18,16 @@ from bgpo_lightning.tasks.base import (
     extract_answer,
     require_key,
 )
+from bgpo_lightning.tasks.d1_mode import check_decoding, check_reward_mode
+from bgpo_lightning.tasks.d1_sudoku import d1_sudoku_reward
 
 SIZE = 4
 CELLS = SIZE * SIZE
 
-# Short on purpose: the default policy is a character-level model, every character a token.
-DEFAULT_PROMPT = "Sudoku {puzzle}="
-
-D1_PROMPT = (
-    "Solve this 4x4 Sudoku puzzle. The grid is written as 16 digits, row by row from the "
-    "top-left, and 0 marks an empty cell: {puzzle}\n"
-    "Fill every empty cell with a digit from 1 to 4 so that each row, each column and each "
-    "2x2 box contains 1, 2, 3 and 4 exactly once.\n"
-    "Think step by step inside <reasoning></reasoning> tags, then give the complete solved "
-    "grid as 16 digits without spaces inside <answer></answer> tags."
-)
+# Short on purpose: for a character-level policy (the embedded default answers 16 digits).
+SHORT_PROMPT = "Sudoku {puzzle}="
+D1_PROMPT = d1_prompts.SUDOKU_PROMPT
+D1_TARGET = d1_prompts.ANSWER_TARGET
 
 _FIELDS = ("puzzle", "solution")
 _GROUPS: tuple[tuple[int, ...], ...] = (
@@ -93,14 +89,34 @@ def answer_digits(completion: str) -> str:
     return "".join(ch for ch in answer if "0" <= ch <= "9")[:CELLS]
 
 
+def lenient_reward(completion: str, puzzle: str, solution: str) -> float:
+    """Fraction of the empty cells whose answer digit is correct, leniently read.
+
+    Digits are read in order from the answer (see :func:`answer_digits`: untagged and
+    unclosed answers count); cells past the last digit count as wrong. A puzzle without
+    empty cells (not produced by load/generate) is scored on all cells to stay defined.
+    """
+    empty = [i for i, p in enumerate(puzzle) if p == "0"] or list(range(CELLS))
+    digits = answer_digits(completion)
+    correct = sum(i < len(digits) and digits[i] == solution[i] for i in empty)
+    return correct / len(empty)
+
+
 class SudokuTask(Task):
     """4x4 Sudoku; the reward is the fraction of the puzzle's empty cells filled correctly.
 
     Args:
         prompt_template: Prompt format with placeholder ``{puzzle}`` (``{solution}`` is
-            allowed but leaks the answer).
+            allowed but leaks the answer). Default: d1's exact prompt; :data:`SHORT_PROMPT`
+            suits character-level models.
         target_template: SFT response format with ``{solution}`` (and optionally
-            ``{puzzle}``), e.g. ``"<answer>{solution}</answer>"`` for d1-style prompts.
+            ``{puzzle}``). Default: ``"<answer>\\n{solution}\\n</answer>"``, d1's layout.
+        decoding: ``"first_eos"`` (default: text after the model's end-of-text is not part
+            of its answer) or ``"full"``: the whole fixed-length response, special tokens
+            skipped, as d1 decodes it (use it for paper comparisons).
+        reward_mode: ``"d1"``: exactly d1's reward (see
+            :func:`~bgpo_lightning.tasks.d1_sudoku.d1_sudoku_reward`). ``"lenient"``: the
+            first 16 ASCII digits of the answer, untagged or unclosed answers included.
         min_empty: Fewest empty cells in generated puzzles.
         max_empty: Most empty cells in generated puzzles.
         unique_solution: Generate only puzzles with exactly one solution, so a correct solve
@@ -111,11 +127,13 @@ class SudokuTask(Task):
 
     def __init__(
         self,
-        prompt_template: str = DEFAULT_PROMPT,
-        target_template: str = "{solution}",
+        prompt_template: str = D1_PROMPT,
+        target_template: str = D1_TARGET,
         min_empty: int = 6,
         max_empty: int = 10,
         unique_solution: bool = True,
+        reward_mode: str = "d1",
+        decoding: str = "first_eos",
     ) -> None:
         if not 1 <= min_empty <= max_empty <= CELLS:
             raise ValueError(
@@ -130,6 +148,8 @@ class SudokuTask(Task):
         self.min_empty = min_empty
         self.max_empty = max_empty
         self.unique_solution = unique_solution
+        self.reward_mode = check_reward_mode(reward_mode)
+        self.cut_at_eos = check_decoding(decoding) == "first_eos"
 
     def make_example(self, puzzle: str, solution: str) -> Example:
         """Builds the example of an already validated puzzle and solution."""
@@ -141,18 +161,11 @@ class SudokuTask(Task):
         )
 
     def reward(self, completion: str, example: Example) -> float:
-        """d1 reward: fraction of the empty cells whose answer digit is correct.
-
-        Digits are read in order from the answer (see :func:`answer_digits`); cells past the
-        last digit count as wrong.
-        """
+        """Fraction of the empty cells whose answer digit is correct, per ``reward_mode``."""
         puzzle, solution = example.meta["puzzle"], example.meta["solution"]
-        empty = [i for i, p in enumerate(puzzle) if p == "0"]
-        if not empty:  # Not produced by load/generate; scored on all cells to stay defined.
-            empty = list(range(CELLS))
-        digits = answer_digits(completion)
-        correct = sum(i < len(digits) and digits[i] == solution[i] for i in empty)
-        return correct / len(empty)
+        if self.reward_mode == "d1":
+            return d1_sudoku_reward(completion, puzzle, solution)
+        return lenient_reward(completion, puzzle, solution)
 
     def accuracy(self, completion: str, example: Example) -> float:
         """Cell accuracy over the empty cells, as d1 reports it (equal to the reward)."""

@@ -25,6 +25,14 @@ def rl_kwargs(**overrides):
 
 @pytest.fixture
 def sudoku_data():
+    # The embedded default's compact format: an untrained model never closes d1's <answer> tag.
+    compact = {"prompt_template": "Sudoku {puzzle}=", "target_template": "{solution}"}
     return PromptDataModule(
-        task="sudoku", num_train=32, num_val=8, num_test=8, batch_size=2, val_batch_size=8
+        task="sudoku",
+        task_kwargs={**compact, "reward_mode": "lenient"},
+        num_train=32,
+        num_val=8,
+        num_test=8,
+        batch_size=2,
+        val_batch_size=8,
     )

@@ -70,6 +70,9 @@ def test_decode_responses_cuts_at_the_first_eos_and_drops_special_tokens(tokeniz
         ]
     )
     assert decode_responses(tokenizer, responses) == ["ab", "abc", "cccccc", ""]
+    # d1's decoding: the whole fixed-length response, special tokens (EOS too) skipped.
+    full = ["abccc", "abc", "cccccc", "abc"]
+    assert decode_responses(tokenizer, responses, cut_at_eos=False) == full
 
 
 def test_encode_then_decode_responses_round_trips(tokenizer):

@@ -1,4 +1,7 @@
-"""Tests for the Countdown task: d1 reward semantics, adversarial completions, generation."""
+"""Tests for the Countdown task: lenient reward, adversarial completions, generation.
+
+d1's exact reward (the default) is tabulated in test_d1_countdown.py.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +11,18 @@ from pathlib import Path
 import pytest
 
 from bgpo_lightning.tasks import CountdownTask, Example
-from bgpo_lightning.tasks.countdown import D1_PROMPT, DEFAULT_PROMPT, equation_of
+from bgpo_lightning.tasks.countdown import D1_PROMPT, SHORT_PROMPT, equation_of
 from bgpo_lightning.tasks.safe_arith import evaluate
 
 REAL_DIR = Path("/work/shared/datasets/countdown")
 
 
+LENIENT = dict(prompt_template=SHORT_PROMPT, target_template="{solution}", reward_mode="lenient")
+
+
 @pytest.fixture(scope="module")
 def task() -> CountdownTask:
-    return CountdownTask()
+    return CountdownTask(**LENIENT)
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +31,46 @@ def example(task: CountdownTask) -> Example:
 
 
 def test_example_format(example: Example) -> None:
-    assert DEFAULT_PROMPT == "Countdown {numbers} to {target}:"
+    assert SHORT_PROMPT == "Countdown {numbers} to {target}:"
     assert example.prompt == "Countdown 3,5,2 to 16:"
     assert example.target == "(3+5)*2"
     assert dict(example.meta) == {"numbers": (3, 5, 2), "target": 16, "solvable": True}
 
 
 def test_d1_prompt_and_unsolvable_example() -> None:
-    task = CountdownTask(prompt_template=D1_PROMPT, target_template="<answer>{solution}</answer>")
+    task = CountdownTask()
+    assert task.prompt_template == D1_PROMPT and task.reward_mode == "d1"
     ex = task.make_example([1, 1, 1], 100, None)
-    assert "1,1,1" in ex.prompt and "100" in ex.prompt and "<answer>" in ex.prompt
+    assert "[1, 1, 1]" in ex.prompt and "exactly 100." in ex.prompt and "<answer>" in ex.prompt
     assert ex.target == "" and ex.meta["solvable"] is False
     ok = task.make_example([3, 5, 2], 16, "(3+5)*2")
-    assert ok.target == "<answer>(3+5)*2</answer>"
+    assert ok.target == "<answer>\n(3+5)*2\n</answer>"
     assert task.reward(ok.target, ok) == 1.0
+
+
+def test_numbers_placeholders() -> None:
+    task = CountdownTask(prompt_template="{nums} {numbers} {target}")
+    assert task.make_example([3, 5, 2], 16, None).prompt == "[3, 5, 2] 3,5,2 16"
+    with pytest.raises(ValueError, match="numbers"):
+        CountdownTask(prompt_template="{target}")
+    with pytest.raises(ValueError, match="reward_mode"):
+        CountdownTask(reward_mode="strict")
+
+
+def test_modes_differ_where_the_audit_found() -> None:
+    d1, lenient = CountdownTask(), CountdownTask(**LENIENT)
+    ex = d1.make_example([3, 5, 2], 13, "3+5*2")
+    for completion, d1_score, lenient_score in [
+        ("3+5*2", 0.0, 1.0),  # untagged
+        ("<answer>3+5*2", 0.0, 1.0),  # unclosed
+        ("<answer>3+5*2 = 13</answer>", 0.1, 1.0),  # "= target" appended
+        ("<answer></answer>", 0.1, 0.0),  # empty tag
+        ("<answer>+3+5*2</answer>", 1.0, 0.1),  # unary plus
+    ]:
+        assert (d1.reward(completion, ex), lenient.reward(completion, ex)) == (
+            d1_score,
+            lenient_score,
+        )
 
 
 @pytest.mark.parametrize(
@@ -155,7 +187,7 @@ def test_equation_of_takes_left_of_equals() -> None:
 
 
 def test_generate_is_deterministic_distinct_and_solved() -> None:
-    task = CountdownTask(num_numbers=(3, 4), max_number=50, min_target=1, max_target=100)
+    task = CountdownTask(num_numbers=(3, 4), max_number=50, max_target=100, **LENIENT)
     a = task.generate(200, seed=3)
     assert a == task.generate(200, seed=3)
     assert [e.prompt for e in a] != [e.prompt for e in task.generate(200, seed=4)]
@@ -182,7 +214,7 @@ def test_generate_exclude_makes_splits_disjoint(task: CountdownTask) -> None:
 def test_generate_fails_cleanly_when_space_is_tiny() -> None:
     # Numbers in [1, 1]: 1,1 reaches only 1 and 2 as positive integers.
     with pytest.raises(ValueError, match="could only generate 2 of 3"):
-        CountdownTask(num_numbers=(2,), max_number=1).generate(3, seed=0)
+        CountdownTask(num_numbers=(2,), max_number=1, **LENIENT).generate(3, seed=0)
 
 
 @pytest.mark.parametrize(
@@ -209,6 +241,9 @@ def test_real_test_split_is_solved(task: CountdownTask) -> None:
     for ex in solvable:
         assert task.reward(ex.target, ex) == 1.0
         assert task.reward(f"<answer>{ex.target}</answer>", ex) == 1.0
+    d1 = CountdownTask()
+    for ex in d1.load(REAL_DIR / "test.jsonl"):
+        assert d1.reward(ex.target, ex) == 1.0  # "<answer>\n...\n</answer>"
 
 
 @pytest.mark.skipif(not (REAL_DIR / "train.jsonl").is_file(), reason="shared d1 data missing")

@@ -90,11 +90,11 @@ def test_require_targets_drops_unsolvable_training_rows(tmp_path: Path) -> None:
     rows = [{"numbers": [3, 5, 2], "target": 16}, {"numbers": [1, 1, 1], "target": 100}]
     path = _write_countdown(tmp_path / "rows.jsonl", rows)
     kept = PromptDataModule(task="countdown", train_path=path, val_path=path, num_train=None)
-    assert [e.target for e in kept.examples("train")] == ["(3+5)*2", ""]
+    assert [e.target for e in kept.examples("train")] == ["<answer>\n(3+5)*2\n</answer>", ""]
     sft = PromptDataModule(
         task="countdown", train_path=path, val_path=path, num_train=None, require_targets=True
     )
-    assert [e.target for e in sft.examples("train")] == ["(3+5)*2"]
+    assert [e.target for e in sft.examples("train")] == ["<answer>\n(3+5)*2\n</answer>"]
     assert len(sft.examples("val")) == 2  # evaluation keeps every row
 
     only_bad = _write_countdown(tmp_path / "bad.jsonl", rows[1:])

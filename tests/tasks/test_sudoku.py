@@ -1,4 +1,7 @@
-"""Tests for the 4x4 Sudoku task: grids, d1 reward, generation and the real d1 test split."""
+"""Tests for the 4x4 Sudoku task: grids, lenient reward, generation, the real d1 test split.
+
+d1's exact reward (the default) is tabulated in test_d1_sudoku.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import pytest
 from bgpo_lightning.tasks import SudokuTask
 from bgpo_lightning.tasks.sudoku import (
     D1_PROMPT,
-    DEFAULT_PROMPT,
+    SHORT_PROMPT,
     all_grids,
     count_solutions,
     fits,
@@ -23,9 +26,13 @@ SOLUTION = "3142243142131324"
 EMPTY = [i for i, p in enumerate(PUZZLE) if p == "0"]
 
 
+# The embedded default's settings (pinned in experiments/configs/sudoku_*.yaml).
+LENIENT = dict(prompt_template=SHORT_PROMPT, target_template="{solution}", reward_mode="lenient")
+
+
 @pytest.fixture(scope="module")
 def task() -> SudokuTask:
-    return SudokuTask()
+    return SudokuTask(**LENIENT)
 
 
 @pytest.fixture(scope="module")
@@ -53,19 +60,35 @@ def test_count_solutions_matches_brute_force() -> None:
         assert count_solutions(puzzle) == sum(fits(puzzle, g) for g in all_grids())
 
 
-def test_default_prompt_is_short(example) -> None:
-    assert DEFAULT_PROMPT == "Sudoku {puzzle}="
+def test_short_prompt(example) -> None:
+    assert SHORT_PROMPT == "Sudoku {puzzle}="
     assert example.prompt == f"Sudoku {PUZZLE}="
     assert example.target == SOLUTION
     assert dict(example.meta) == {"puzzle": PUZZLE, "solution": SOLUTION}
 
 
 def test_d1_prompt_and_tagged_target() -> None:
-    task = SudokuTask(prompt_template=D1_PROMPT, target_template="<answer>{solution}</answer>")
+    task = SudokuTask()
+    assert task.prompt_template == D1_PROMPT and task.reward_mode == "d1"
     ex = task.make_example(PUZZLE, SOLUTION)
     assert PUZZLE in ex.prompt and "<answer>" in ex.prompt
-    assert ex.target == f"<answer>{SOLUTION}</answer>"
+    assert ex.target == f"<answer>\n{SOLUTION}\n</answer>"
     assert task.reward(ex.target, ex) == 1.0
+    with pytest.raises(ValueError, match="reward_mode"):
+        SudokuTask(reward_mode="d2")
+
+
+def test_modes_differ_where_the_audit_found(example) -> None:
+    d1, lenient = SudokuTask(), SudokuTask(**LENIENT)
+    for completion, d1_score, lenient_score in [
+        (SOLUTION, 0.0, 1.0),  # untagged digits
+        (f"<answer>{SOLUTION}", 0.0, 1.0),  # unclosed
+        (f"<answer>{SOLUTION}</answer>", 1.0, 1.0),
+    ]:
+        assert (d1.reward(completion, example), lenient.reward(completion, example)) == (
+            d1_score,
+            lenient_score,
+        )
 
 
 @pytest.mark.parametrize(
@@ -147,7 +170,7 @@ def test_digits_mixed_with_unicode_are_read_in_order(task: SudokuTask, example) 
 
 
 def test_generate_is_deterministic_distinct_and_valid() -> None:
-    task = SudokuTask(min_empty=6, max_empty=10)
+    task = SudokuTask(min_empty=6, max_empty=10, **LENIENT)
     a = task.generate(300, seed=1)
     assert a == task.generate(300, seed=1)
     b = task.generate(300, seed=2)
@@ -196,3 +219,7 @@ def test_real_test_split_loads_and_solutions_score_one(task: SudokuTask) -> None
         assert task.reward(ex.meta["solution"], ex) == 1.0
         assert task.reward(f"<answer>{ex.target}</answer>", ex) == 1.0
         assert task.reward(ex.meta["puzzle"], ex) == 0.0
+    d1 = SudokuTask()
+    for ex in d1.load(REAL_TEST):
+        assert d1.reward(ex.target, ex) == 1.0  # "<answer>\n...\n</answer>"
+        assert d1.reward(ex.meta["solution"], ex) == 0.0  # untagged
