@@ -147,9 +147,12 @@ def write_lock(python: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    # No -h of its own: `dev.py run --help` and `dev.py test --help` reach the program.
+    parser = argparse.ArgumentParser(prog="dev.py", add_help=False)
     parser.add_argument("command", choices=["run", "test", "lock", "setup"])
     parser.add_argument("--newest", action="store_true", help="test: newest versions, no lock")
     parser.add_argument("--torch", help="newest/lock: torch version (default: the locked one)")

@@ -217,8 +217,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run (default 0)")
     p.add_argument("--root", type=Path, default=ROOT, help=f"output folder (default {ROOT})")
-    p.add_argument("--set-sft", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--set-rl", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--set-sft", action="append", default=[], metavar="KEY=VALUE", help="change sudoku_sft.yaml"
+    )
+    p.add_argument(
+        "--set-rl", action="append", default=[], metavar="KEY=VALUE", help="change sudoku_bgpo.yaml"
+    )
     return p
 
 
