@@ -1,28 +1,42 @@
 """Mathematical equivalence of a predicted final answer and a reference, through math-verify.
 
 math-verify (latex2sympy2_extended + sympy) parses both sides as LaTeX and compares them as
-numbers (floats to 6 decimals), expressions, sets, intervals, tuples, matrices or equations;
-``tests/tasks/test_math_grader.py`` lists the equivalences accepted and refused.
+numbers, expressions, sets, intervals, tuples, matrices or equations; :mod:`math_text`,
+:mod:`math_parse` and :mod:`math_numbers` fix what it misreads. ``tests/tasks/test_math_*.py``
+list the equivalences accepted and refused.
 
-Grading is bounded and works in any thread: math-verify's signal-based timeouts are turned off
-and :mod:`math_limits` provides a thread-safe time limit plus size checks (see there).
+Grading is bounded twice. In process, :mod:`math_limits` refuses answers that are too long,
+too deep or would build huge integers, and a watchdog interrupts long Python loops. Neither can
+stop one long C call (a big-integer power), so :func:`is_equivalent` and :func:`are_equivalent`
+grade in worker processes killed at the limit (:mod:`math_batch`, :mod:`math_pool`); each
+worker runs :func:`is_equivalent_in_process`.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import re
-from typing import Any
+import os
+from collections.abc import Sequence
 
-from math_verify import LatexExtractionConfig, LatexNormalizationConfig, parse, verify
+from math_verify import verify
 
+from bgpo_lightning.tasks import math_pool
+from bgpo_lightning.tasks.math_batch import grade_batch
 from bgpo_lightning.tasks.math_limits import (
     MAX_INTEGER_BITS,
     GradingTimeout,
     integer_bits_bound,
     is_small_text,
     time_limit,
+)
+from bgpo_lightning.tasks.math_numbers import align_decimals
+from bgpo_lightning.tasks.math_parse import parse_answer, parse_reference
+from bgpo_lightning.tasks.math_text import (
+    based_number,
+    has_percent,
+    number_before_words,
+    same_based_number,
+    tidy,
 )
 
 # The longest MATH/MATH500 reference has 159 characters; a longer prediction is not an answer.
@@ -31,111 +45,134 @@ MAX_ANSWER_CHARS = 500
 MAX_NESTING = 20
 # Wall-clock budget of one comparison, reference parsing included; real pairs take < 1.5 s.
 DEFAULT_TIME_LIMIT = 5.0
+# Worker processes grading one batch at once: one per two cores (the trainer keeps the others;
+# on a busy machine more workers only contend for the same cores), at most 8.
+WORKERS = max(1, min(8, (os.cpu_count() or 1) // 2))
 
-# math-verify's defaults without its unit stripping: that strips trailing "units" from a list
-# holding single letters (c, d, h, m, s, t, ...), so "2c" reads as 2 and "a + b + c" as "a +".
-# :func:`tidy` strips units written as \text{...} instead.
-_LATEX_ONLY = [
-    LatexExtractionConfig(
-        normalization_config=LatexNormalizationConfig(
-            basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all"
-        )
-    )
-]
-# LaTeX digit-group separators, as in 29,\!322 or 1{,}000 (math-verify misreads them in \frac).
-_DIGIT_GROUP = re.compile(r"(?<=\d)(?:,\\!|\{,\})(?=\d{3})")
-_LEADING_APPROX = re.compile(r"^\s*\\(?:approx|sim)(?![A-Za-z])")
-_PHANTOM = re.compile(r"\\phantom\s*(?:\{[^{}]*\}|\S)")  # invisible: "\phantom -1" is 1
-# \frac with an unbraced command argument, as in \frac\pi 2 (math-verify handles \frac12).
-_UNBRACED_FRAC = re.compile(r"\\([dt]?frac)\s*(\\[A-Za-z]+)\s*(\\[A-Za-z]+|\w)")
-# A unit after a value (not after a comma: "\text{A}, \text{C}" lists choices), e.g. 5\ \text{cm}^2.
-_TEXT_UNIT = re.compile(
-    r"(?<=[\w})\]])(?:\s|\\[ ,;:!])*\\(?:text|textnormal|textrm|mbox)\s*\{[^{}()]*\}"
-    r"(?:\s*\^\s*(?:\d|\{\d\}))?\s*$"
-)
-_TRAILING_PUNCTUATION = re.compile(r"(?<!\\)[\s.,;]+$")
+_log = logging.getLogger(__name__)
+_warned_in_process = False
 
 
-class _DropTimeoutDisabledWarning(logging.Filter):
-    """math-verify warns once that its timeouts are off; :func:`time_limit` replaces them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Timeout is disabled")
-
-
-for _name in ("math_verify.parser", "math_verify.grader"):
-    logging.getLogger(_name).addFilter(_DropTimeoutDisabledWarning())
-
-
-def tidy(answer: str) -> str:
-    """Rewrites LaTeX that math-verify misreads, without changing its value.
-
-    Removes a leading ``\\approx``, digit-group separators ``,\\!`` and ``{,}``, ``\\phantom``
-    material, trailing punctuation and a trailing unit in ``\\text{}``/``\\mbox{}`` (with an
-    optional ``^2``) after a value; braces ``\\frac\\pi 2``; ``\\varnothing`` becomes
-    ``\\emptyset``. MATH references use each of these.
-    """
-    answer = _LEADING_APPROX.sub("", answer).replace("\\varnothing", "\\emptyset")
-    answer = _PHANTOM.sub("", _DIGIT_GROUP.sub("", answer))
-    answer = _UNBRACED_FRAC.sub(r"\\\1{\2}{\3}", answer)
-    answer = _TRAILING_PUNCTUATION.sub("", answer)
-    value = _TEXT_UNIT.sub("", answer)
-    return _TRAILING_PUNCTUATION.sub("", value) if value.strip() else answer
-
-
-def parse_answer(answer: str) -> list[Any]:
-    """Parses a :func:`tidy` answer as if it were the content of ``\\boxed{}``.
-
-    Returns:
-        math-verify's parse: ``[sympy_object, normalized_string]``, only ``[string]`` when
-        sympy parsing fails, or ``[]``. Never raises, except :class:`GradingTimeout` under
-        :func:`time_limit`.
-    """
-    return parse(
-        "\\boxed{" + tidy(answer) + "}",
-        extraction_config=_LATEX_ONLY,
-        parsing_timeout=None,  # type: ignore[arg-type]  # None: no signal.alarm
+def _is_candidate(predicted: str | None, reference: str) -> bool:
+    return (
+        predicted is not None
+        and bool(reference.strip())
+        and is_small_text(predicted, MAX_ANSWER_CHARS, MAX_NESTING)
     )
 
 
-@functools.lru_cache(maxsize=16384)
-def parse_reference(reference: str) -> tuple[Any, ...]:
-    """:func:`parse_answer` of a reference, cached: all completions of a prompt share it."""
-    return tuple(parse_answer(reference))
-
-
-def is_equivalent(
-    predicted: str | None, reference: str, time_limit_s: float = DEFAULT_TIME_LIMIT
+def is_equivalent_in_process(
+    predicted: str | None,
+    reference: str,
+    time_limit_s: float = DEFAULT_TIME_LIMIT,
+    numeric: bool = False,
+    guards: bool = True,
 ) -> bool:
-    """Whether a predicted final answer is mathematically equivalent to the reference.
-
-    Never raises, and returns within about ``time_limit_s`` plus a few milliseconds.
+    """:func:`is_equivalent` in this process: bounded only by the in-process guards.
 
     Args:
-        predicted: The extracted answer (a ``\\boxed{}`` content, a number, ...), LaTeX or
-            plain text; ``None`` (no answer) is never equivalent.
-        reference: The reference answer, LaTeX or a number (trusted data).
-        time_limit_s: Wall-clock budget for parsing and comparing; ``<= 0``: none.
-
-    Returns:
-        True if math-verify finds the two equal. False otherwise, including when the
-        prediction is longer than :data:`MAX_ANSWER_CHARS`, nested deeper than
-        :data:`MAX_NESTING`, could build integers over ``MAX_INTEGER_BITS`` bits, or takes
-        too long. A side that sympy cannot parse only matches an identical normalized string.
+        predicted, reference, time_limit_s, numeric: As for :func:`is_equivalent`.
+        guards: Refuse answers that could build huge integers; tests turn it off to reach the
+            worker's kill at the limit.
     """
     try:
-        if predicted is None or not reference.strip():
+        if not _is_candidate(predicted, reference):
             return False
-        if not is_small_text(predicted, MAX_ANSWER_CHARS, MAX_NESTING):
-            return False
+        assert predicted is not None
+        guess_text, gold_text = tidy(predicted), tidy(reference)
+        if numeric:  # no variables in the answer: words after a number are its unit
+            guess_text = number_before_words(guess_text) or guess_text
+        guess_base, gold_base = based_number(guess_text), based_number(gold_text)
+        if guess_base and gold_base:
+            return same_based_number(guess_base, gold_base)
+        # A base on one side only: the digits are graded (43 matches 43_5).
+        guess_text = guess_base[0] if guess_base else guess_text
+        # Two percents compare as written; a percent and a number in either reading.
+        readings = not (has_percent(guess_text) and has_percent(gold_text))
+        gold_key = gold_base[0] if gold_base else reference  # untidied: parse_reference tidies
         with time_limit(time_limit_s):
-            guess = parse_answer(predicted)
-            if not guess or integer_bits_bound(guess) > MAX_INTEGER_BITS:
+            guess = parse_answer(guess_text, readings)
+            if not guess or (guards and integer_bits_bound(guess) > MAX_INTEGER_BITS):
                 return False
-            gold = list(parse_reference(reference))
+            gold = list(parse_reference(gold_key, readings))
+            gold, guess = align_decimals(gold, guess)
             # allow_set_relation_comp: "x \\ge 3" also matches a reference "[3, \\infty)".
             return bool(gold) and verify(
                 gold, guess, allow_set_relation_comp=True, timeout_seconds=None
             )
     except (Exception, GradingTimeout):  # Untrusted text: any failure is a wrong answer.
         return False
+
+
+def are_equivalent(
+    pairs: Sequence[tuple[str | None, str]],
+    time_limit_s: float = DEFAULT_TIME_LIMIT,
+    numeric: Sequence[bool] | bool = False,
+    workers: int | None = None,
+) -> list[bool]:
+    """:func:`is_equivalent` of each ``(predicted, reference)`` pair, graded in parallel.
+
+    Args:
+        pairs: The pairs, as for :func:`is_equivalent`.
+        time_limit_s: Budget of each pair, as for :func:`is_equivalent`.
+        numeric: As for :func:`is_equivalent`: one for all pairs or one per pair.
+        workers: Worker processes grading at once; default: :data:`WORKERS`.
+    """
+    global _warned_in_process
+    flags = [numeric] * len(pairs) if isinstance(numeric, bool) else list(numeric)
+    verdicts: list[bool | None] = [False] * len(pairs)
+    requests, where = [], []
+    for i, ((predicted, reference), flag) in enumerate(zip(pairs, flags, strict=True)):
+        if _is_candidate(predicted, reference):
+            requests.append(
+                {
+                    "predicted": predicted,
+                    "reference": reference,
+                    "time_limit_s": time_limit_s,
+                    "numeric": flag,
+                }
+            )
+            where.append(i)
+    if requests and time_limit_s > 0:
+        graded = grade_batch(math_pool.pool(), requests, time_limit_s, workers or WORKERS)
+    else:  # no limit: no worker needed (nor any hard bound)
+        graded = [None] * len(requests)
+    for i, request, verdict in zip(where, requests, graded, strict=True):
+        if verdict is None:
+            if time_limit_s > 0 and not _warned_in_process:
+                _warned_in_process = True
+                _log.warning("no math grading worker starts: grading in process, unbounded")
+            verdict = is_equivalent_in_process(**request)
+        verdicts[i] = verdict
+    return [bool(v) for v in verdicts]
+
+
+def is_equivalent(
+    predicted: str | None,
+    reference: str,
+    time_limit_s: float = DEFAULT_TIME_LIMIT,
+    numeric: bool = False,
+) -> bool:
+    """Whether a predicted final answer is mathematically equivalent to the reference.
+
+    Never raises, and returns within ``time_limit_s`` plus about half a second, whatever sympy
+    does: the grading runs in a worker process, killed (and replaced) at the limit
+    (:mod:`math_batch`). A worker's start-up (~0.5 s, before the first grading of a process)
+    is not counted. Should no worker start, it runs in this process, bounded by the in-process
+    guards only. :func:`are_equivalent` grades many pairs at once.
+
+    Args:
+        predicted: The extracted answer (a ``\\boxed{}`` content, a number, ...), LaTeX or
+            plain text; ``None`` (no answer) is never equivalent.
+        reference: The reference answer, LaTeX or a number (trusted data).
+        time_limit_s: Wall-clock budget for parsing and comparing; ``<= 0``: none (and no
+            worker).
+        numeric: The answer never contains variables (GSM8K): ``18 apples`` is 18.
+
+    Returns:
+        True if the two are equal. False otherwise, including when the prediction is longer
+        than :data:`MAX_ANSWER_CHARS`, nested deeper than :data:`MAX_NESTING`, could build
+        integers over ``MAX_INTEGER_BITS`` bits, or takes too long. A side that sympy cannot
+        parse only matches an identical normalized string.
+    """
+    return are_equivalent([(predicted, reference)], time_limit_s, numeric, workers=1)[0]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.tasks.base import Example, RowError, Task, check_template, require_key
 from bgpo_lightning.tasks.math_answer import extract_final_answer, hashes_answer, numbers_in
-from bgpo_lightning.tasks.math_grader import DEFAULT_TIME_LIMIT, is_equivalent
+from bgpo_lightning.tasks.math_grader import DEFAULT_TIME_LIMIT, are_equivalent, is_equivalent
 
 # A d1/BGPO-style instruction: reason step by step, final answer in \boxed{} (braces doubled
 # for str.format).
@@ -67,13 +67,18 @@ class MathAnswerTask(Task):
         )
         self.time_limit = time_limit
 
-    def make_example(self, question: str, answer: str, target: str) -> Example:
-        """Builds an example; ``answer`` is the reference, ``""`` if there is none."""
-        return Example(
-            prompt=self.instruction.format(question=question),
-            target=target,
-            meta={"answer": answer},
-        )
+    def make_example(
+        self, question: str, answer: str, target: str, numeric: bool = False
+    ) -> Example:
+        """Builds an example; ``answer`` is the reference, ``""`` if there is none.
+
+        ``numeric`` (GSM8K): answers never contain variables, so meta ``"numeric": True`` lets
+        the reward read ``18 apples`` as 18.
+        """
+        meta: dict[str, Any] = {"answer": answer}
+        if numeric:
+            meta["numeric"] = True
+        return Example(prompt=self.instruction.format(question=question), target=target, meta=meta)
 
     def reward(self, completion: str, example: Example) -> float:
         """1.0 if the final answer is equivalent to the reference, else 0.0.
@@ -87,11 +92,28 @@ class MathAnswerTask(Task):
         if not reference:
             return 0.0
         predicted = extract_final_answer(completion)
-        return 1.0 if is_equivalent(predicted, reference, self.time_limit) else 0.0
+        numeric = bool(example.meta.get("numeric", False))
+        return 1.0 if is_equivalent(predicted, reference, self.time_limit, numeric) else 0.0
 
     def accuracy(self, completion: str, example: Example) -> float:
         """Whether the final answer is correct: the reward itself."""
         return self.reward(completion, example)
+
+    def score_batch(
+        self, completions: Sequence[str], examples: Sequence[Example]
+    ) -> list[tuple[float, float]]:
+        """Reward and accuracy (the same score) of each completion, graded once, in parallel.
+
+        As :meth:`reward`, with the batch spread over the grading workers
+        (:func:`~bgpo_lightning.tasks.math_grader.are_equivalent`).
+        """
+        pairs = [
+            (extract_final_answer(c), e.meta["answer"])
+            for c, e in zip(completions, examples, strict=True)
+        ]
+        numeric = [bool(e.meta.get("numeric", False)) for e in examples]
+        verdicts = are_equivalent(pairs, self.time_limit, numeric)
+        return [(1.0, 1.0) if ok else (0.0, 0.0) for ok in verdicts]
 
     def generate(self, n: int, seed: int, exclude: Collection[str] = frozenset()) -> list[Example]:
         """Math problems are not generated: always raises.
@@ -109,7 +131,8 @@ class Gsm8kTask(MathAnswerTask):
     """GSM8K: grade-school word problems with integer answers.
 
     Rows are ``{"question": str, "answer": str}``, the answer a worked solution ending in
-    ``#### <number>``. The SFT target is that solution ending in ``\\boxed{<number>}``.
+    ``#### <number>``. The SFT target is that solution ending in ``\\boxed{<number>}``. The
+    meta marks the answer numeric: a prediction ``18 apples`` scores as 18.
     """
 
     name = "gsm8k"
@@ -121,7 +144,7 @@ class Gsm8kTask(MathAnswerTask):
         final = hashes_answer(solution)
         if final is None or numbers_in(final) != [final]:
             raise RowError(f"key 'answer' must end with '#### <number>', got {solution[-40:]!r}")
-        return self.make_example(question, final, gsm8k_target(solution, final))
+        return self.make_example(question, final, gsm8k_target(solution, final), numeric=True)
 
 
 class MathTask(MathAnswerTask):

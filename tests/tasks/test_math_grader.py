@@ -12,8 +12,7 @@ import sympy
 from bgpo_lightning.tasks.math_grader import (
     MAX_ANSWER_CHARS,
     is_equivalent,
-    parse_reference,
-    tidy,
+    is_equivalent_in_process,
 )
 from bgpo_lightning.tasks.math_limits import (
     MAX_INTEGER_BITS,
@@ -23,6 +22,8 @@ from bgpo_lightning.tasks.math_limits import (
     nesting_depth,
     time_limit,
 )
+from bgpo_lightning.tasks.math_parse import parse_reference
+from bgpo_lightning.tasks.math_text import tidy
 
 # (predicted, reference) pairs a human grader accepts.
 EQUIVALENT = [
@@ -93,7 +94,7 @@ EQUIVALENT = [
     ("\\infty", "\\infty"),
     ("8.24", "\\approx 8.24 \\text{ mph}"),
     ("2007 + \\frac{\\pi}{2}", "2007 + \\frac\\pi 2"),
-    ("0.333333", "\\frac{1}{3}"),  # floats compare to 6 decimals
+    ("0.333333", "\\frac{1}{3}"),  # a decimal within 5e-6 (relative) of a value no decimal writes
 ]
 
 # (predicted, reference) pairs that are close but wrong.
@@ -183,10 +184,10 @@ def test_close_but_wrong_answers(predicted: str, reference: str) -> None:
     ("predicted", "reference", "expected"),
     [
         # Decisions worth knowing (math-verify's, kept on purpose):
-        ("43", "43_5", True),  # base subscripts are dropped: the digits are graded
+        ("43", "43_5", True),  # a base on one side only: the digits are graded
         ("\\frac{\\pi}{6}", "30^\\circ", False),  # degrees are not converted to radians
         ("\\log 2", "\\ln 2", False),  # \log is not read as the natural logarithm
-        ("5 cm", "5", False),  # units count only inside \text{}: "5 cm" is 5*c*m
+        ("5 cm", "5", False),  # units count only inside \text{} (but GSM8K): "5 cm" is 5*c*m
         ("e", "\\text{(E)}", True),  # choice letters compare case-insensitively
     ],
 )
@@ -223,10 +224,11 @@ def test_no_answer_or_no_reference_is_never_equivalent() -> None:
 
 
 def test_reference_is_parsed_once() -> None:
+    # In process, as in each worker: the worker's cache is the same function's.
     reference = "\\frac{17}{19}"
-    assert is_equivalent("17/19", reference)
+    assert is_equivalent_in_process("17/19", reference)
     hits = parse_reference.cache_info().hits
-    assert is_equivalent("\\dfrac{17}{19}", reference)
+    assert is_equivalent_in_process("\\dfrac{17}{19}", reference)
     assert parse_reference.cache_info().hits == hits + 1
 
 
@@ -383,3 +385,26 @@ def test_integer_bits_bound() -> None:
     ]
     for expr in too_big:
         assert integer_bits_bound(expr) > MAX_INTEGER_BITS, expr
+
+
+def test_time_limits_of_several_threads_fire_in_their_own_thread() -> None:
+    # One watchdog thread serves them all, whatever order their deadlines come in.
+    outcome: dict[float, str] = {}
+
+    def body(seconds: float) -> None:
+        start = time.perf_counter()
+        try:
+            with time_limit(seconds):
+                _spin(seconds + 3.0)
+            outcome[seconds] = "finished"
+        except GradingTimeout:
+            outcome[seconds] = f"{time.perf_counter() - start:.2f}"
+
+    workers = [threading.Thread(target=body, args=(s,)) for s in (0.6, 0.2, 0.4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=20)
+    assert sorted(outcome) == [0.2, 0.4, 0.6]
+    for seconds, elapsed in outcome.items():
+        assert elapsed != "finished" and seconds <= float(elapsed) < seconds + 2.0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bgpo_lightning.errors import ConfigError
-from bgpo_lightning.tasks import DatasetFormatError, Example
+from bgpo_lightning.tasks import DatasetFormatError, Example, get_task
 from bgpo_lightning.tasks.math_tasks import (
     DEFAULT_INSTRUCTION,
     Gsm8kTask,
@@ -57,13 +57,13 @@ def test_gsm8k_example(gsm8k: Gsm8kTask) -> None:
         "Janet sells 16 - 3 - 4 = 9 duck eggs a day.\n"
         "She makes 9 * 2 = $18 every day at the farmer's market.\n\\boxed{18}"
     )
-    assert dict(ex.meta) == {"answer": "18"}
+    assert dict(ex.meta) == {"answer": "18", "numeric": True}
     assert gsm8k.reward(SOLUTION, ex) == gsm8k.reward(ex.target, ex) == 1.0
 
 
 def test_gsm8k_answer_line_takes_its_first_number(gsm8k: Gsm8kTask) -> None:
     ex = gsm8k.parse_row({"question": "q", "answer": "so\n#### $1,200 dollars"})
-    assert dict(ex.meta) == {"answer": "1200"} and ex.target == "so\n\\boxed{1200}"
+    assert dict(ex.meta) == {"answer": "1200", "numeric": True} and ex.target == "so\n\\boxed{1200}"
 
 
 def test_gsm8k_target_normalizes_the_number() -> None:
@@ -166,6 +166,46 @@ def test_reward_reads_the_final_answer(math_task: MathTask) -> None:
         (1.0, 1.0),
         (0.0, 0.0),
     ]
+
+
+def test_gsm8k_reads_words_after_the_number_as_units(gsm8k: Gsm8kTask) -> None:
+    ex = gsm8k.parse_row({"question": "q", "answer": SOLUTION})
+    assert gsm8k.reward("so \\boxed{18 apples}", ex) == 1.0
+    assert gsm8k.reward("so \\boxed{17 apples}", ex) == 0.0
+    math = MathTask().parse_row({"problem": "p", "answer": "18"})
+    assert MathTask().reward("so \\boxed{18 apples}", math) == 0.0  # MATH: apples may be a variable
+
+
+def test_math_mix_marks_only_gsm8k_rows_numeric() -> None:
+    mix = get_task("math_mix")
+    gsm = mix.parse_row({"question": "q", "answer": SOLUTION})
+    mth = mix.parse_row({"problem": "p", "answer": "18"})
+    assert gsm.meta.get("numeric") is True and "numeric" not in mth.meta
+    assert mix.score_batch(["\\boxed{18 apples}"] * 2, [gsm, mth]) == [(1.0, 1.0), (0.0, 0.0)]
+
+
+def test_score_batch_grades_like_reward(gsm8k: Gsm8kTask, math_task: MathTask) -> None:
+    gsm = gsm8k.parse_row({"question": "q", "answer": SOLUTION})
+    mth = math_task.parse_row({"problem": "p", "answer": "\\frac{\\sqrt{2}}{2}"})
+    empty = math_task.parse_row({"problem": "p", "answer": None})
+    completions = [
+        "\\boxed{\\sqrt{2}/2}",
+        "\\boxed{1/\\sqrt{2}}",
+        "\\boxed{\\sqrt{3}/2}",
+        "\\boxed{9^{9^{9^{9}}}}",
+        "no answer",
+        "\\boxed{}",
+    ]
+    examples = [mth] * 5 + [empty]
+    expected = [math_task.reward(c, e) for c, e in zip(completions, examples, strict=True)]
+    assert expected == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    assert math_task.score_batch(completions, examples) == [(r, r) for r in expected]
+    assert gsm8k.score_batch(["#### 18", "18 eggs", "\\boxed{19}"], [gsm] * 3) == [
+        (1.0, 1.0),
+        (1.0, 1.0),
+        (0.0, 0.0),
+    ]
+    assert math_task.score_batch([], []) == []
 
 
 JUNK_COMPLETIONS = [
