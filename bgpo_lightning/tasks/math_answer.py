@@ -116,19 +116,22 @@ def hashes_answer(text: str) -> str | None:
     return normalize_number(match) if match else line.strip()
 
 
-def extract_final_answer(text: str) -> str | None:
-    """The final answer of a math completion, as d1/BGPO read it.
+def extract_final_answer(text: str, boxed_only: bool = False) -> str | None:
+    """The final answer of a math completion.
 
     In order: the last top-level ``\\boxed{}``/``\\fbox{}`` (if the completion has a box, it
     decides, even when it is empty or unclosed); else GSM8K's ``#### <answer>`` line; else the
-    last number in the text.
+    last number in the text. With ``boxed_only`` only the box counts, as BGPO's code scores.
 
     Args:
         text: A completion (any string).
+        boxed_only: Read nothing but the last box.
 
     Returns:
         The answer string, or ``None`` if the completion has no answer.
     """
+    if boxed_only:
+        return last_boxed(text) or None
     for found in (last_boxed(text), hashes_answer(text)):
         if found is not None:
             return found or None

@@ -22,6 +22,9 @@ _FIELDS = ("question",)
 _CALCULATOR = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations, e.g. <<9*2=18>>
 
 
+ANSWER_FORMATS = ("any", "boxed")
+
+
 def gsm8k_target(solution: str, answer: str) -> str:
     """A GSM8K worked solution as an SFT response ending in ``\\boxed{answer}``.
 
@@ -55,13 +58,23 @@ class MathAnswerTask(Task):
             doubled, as in the default's ``\\boxed{{}}``.
         time_limit: Seconds allowed to grade one completion (> 0); see
             :func:`~bgpo_lightning.tasks.math_grader.is_equivalent`.
+        answer_format: ``"any"`` (default: the last ``\\boxed{}``, else a ``####`` line,
+            else the last number, because an answer a reader would accept should score
+            whatever its layout) or ``"boxed"`` (only ``\\boxed{}`` counts, as BGPO's code
+            scores; use it for paper comparisons).
     """
 
     def __init__(
-        self, instruction: str = DEFAULT_INSTRUCTION, time_limit: float = DEFAULT_TIME_LIMIT
+        self,
+        instruction: str = DEFAULT_INSTRUCTION,
+        time_limit: float = DEFAULT_TIME_LIMIT,
+        answer_format: str = "any",
     ) -> None:
         if not time_limit > 0:
             raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
+        if answer_format not in ANSWER_FORMATS:
+            raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}: {answer_format!r}")
+        self.boxed_only = answer_format == "boxed"
         self.instruction = check_template(
             instruction, kind="instruction", allowed=_FIELDS, required=_FIELDS
         )
@@ -91,7 +104,7 @@ class MathAnswerTask(Task):
         reference = example.meta["answer"]
         if not reference:
             return 0.0
-        predicted = extract_final_answer(completion)
+        predicted = extract_final_answer(completion, self.boxed_only)
         numeric = bool(example.meta.get("numeric", False))
         return 1.0 if is_equivalent(predicted, reference, self.time_limit, numeric) else 0.0
 
@@ -108,7 +121,7 @@ class MathAnswerTask(Task):
         (:func:`~bgpo_lightning.tasks.math_grader.are_equivalent`).
         """
         pairs = [
-            (extract_final_answer(c), e.meta["answer"])
+            (extract_final_answer(c, self.boxed_only), e.meta["answer"])
             for c, e in zip(completions, examples, strict=True)
         ]
         numeric = [bool(e.meta.get("numeric", False)) for e in examples]

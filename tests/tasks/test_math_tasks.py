@@ -310,3 +310,20 @@ def test_real_math_train_loads_and_references_score_one(math_task: MathTask) -> 
     sample = [ex for ex in examples[::10] if ex.meta["answer"]]
     failures = [ex.meta["answer"] for ex in sample if math_task.reward(ex.target, ex) != 1.0]
     assert failures == []
+
+
+def test_boxed_only_answer_format_reads_nothing_but_the_box():
+    from bgpo_lightning.tasks.math_tasks import Gsm8kTask
+
+    example = Gsm8kTask().make_example("q", "18", "", numeric=True)
+    unboxed = ["so the answer is 18", "#### 18"]
+    boxed_task = Gsm8kTask(answer_format="boxed")
+    assert [Gsm8kTask().reward(c, example) for c in unboxed] == [1.0, 1.0]
+    assert [boxed_task.reward(c, example) for c in unboxed] == [0.0, 0.0]
+    assert boxed_task.reward("steps \\boxed{18}", example) == 1.0
+    assert boxed_task.score_batch(["#### 18", "\\boxed{18}"], [example] * 2) == [
+        (0.0, 0.0),
+        (1.0, 1.0),
+    ]
+    with pytest.raises(ValueError, match="answer_format"):
+        Gsm8kTask(answer_format="last_number")
