@@ -226,8 +226,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, cli: argparse.ArgumentParser | None = None) -> int:
+    """Parses ``argv`` with ``cli`` (default: :func:`parser`) and runs every seed."""
+    args = (cli or parser()).parse_args(argv)
     run_embedded_default(args.root, args.seeds, args.set_sft, args.set_rl)
     return 0
 

@@ -28,11 +28,7 @@ def main(args: list[str] | None = None) -> int:
         parser = embedded_default.parser()
         parser.prog = "python -m experiments.run"
         parser.epilog = embedded_default.EPILOG + USAGE
-        options = parser.parse_args(args)
-        embedded_default.run_embedded_default(
-            options.root, options.seeds, options.set_sft, options.set_rl
-        )
-        return 0
+        return embedded_default.main(args, parser)
     from bgpo_lightning.cli import main as cli_main
     from experiments.quiet import quiet_entry_point
 

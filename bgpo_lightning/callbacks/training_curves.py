@@ -81,9 +81,10 @@ def write_curves(history: Sequence[tuple[int, str, float]], png: Path) -> list[P
         points = [(step, value) for step, metric, value in history if metric == name]
         steps, values = zip(*points, strict=True)
         axis.plot(steps, values, marker="o" if len(points) < 30 else None, linewidth=1)
-        smoothed = moving_average(values, window=max(1, len(values) // 10))
         if len(values) >= 30:
-            axis.plot(steps, smoothed, linewidth=2, label=f"mean of {len(values) // 10}")
+            window = len(values) // 10
+            smoothed = moving_average(values, window)
+            axis.plot(steps, smoothed, linewidth=2, label=f"mean of {window}")
             axis.legend(loc="best", fontsize=8)
         axis.set(title=name, xlabel="optimizer step")
         axis.grid(alpha=0.3)

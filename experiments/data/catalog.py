@@ -67,6 +67,11 @@ def _mbpp(split: str) -> SplitSpec:
     return SplitSpec("mbpp", split, source, rows.mbpp)
 
 
+def _sudoku_d1(split: str, filename: str, limit: int | None = None) -> SplitSpec:
+    source = Source("csv", data_files=D1_FILES + filename, text_columns=("Puzzle", "Solution"))
+    return SplitSpec("sudoku", split, source, rows.sudoku_d1, limit=limit)
+
+
 SPLITS: tuple[SplitSpec, ...] = (
     SplitSpec("gsm8k", "train", Source("openai/gsm8k", "main", "train"), rows.gsm8k),
     SplitSpec("gsm8k", "test", Source("openai/gsm8k", "main", "test"), rows.gsm8k),
@@ -90,27 +95,8 @@ SPLITS: tuple[SplitSpec, ...] = (
         Source("json", data_files=D1_FILES + "countdown_cd3_test.jsonl"),
         rows.countdown_d1,
     ),
-    SplitSpec(
-        "sudoku",
-        "train",
-        Source(
-            "csv",
-            data_files=D1_FILES + "4x4_sudoku_unique_puzzles.csv",
-            text_columns=("Puzzle", "Solution"),
-        ),
-        rows.sudoku_d1,
-        limit=TRAIN_ROWS,
-    ),
-    SplitSpec(
-        "sudoku",
-        "test",
-        Source(
-            "csv",
-            data_files=D1_FILES + "4x4_test_sudoku.csv",
-            text_columns=("Puzzle", "Solution"),
-        ),
-        rows.sudoku_d1,
-    ),
+    _sudoku_d1("train", "4x4_sudoku_unique_puzzles.csv", limit=TRAIN_ROWS),
+    _sudoku_d1("test", "4x4_test_sudoku.csv"),
     *(_mbpp(split) for split in ("train", "validation", "test", "prompt")),
 )
 
