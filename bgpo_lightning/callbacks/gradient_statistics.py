@@ -62,8 +62,9 @@ from bgpo_lightning.callbacks.running_moments import (
     cosine_similarity,
     relative_error,
 )
-from bgpo_lightning.diffusion.masking import check_timestep_sampler
+from bgpo_lightning.diffusion.estimators import check_estimator
 from bgpo_lightning.errors import ConfigError
+from bgpo_lightning.modules.rollout import Rollout
 from bgpo_lightning.objectives import check_objective
 
 _GOLDEN, _REPEAT = 0, 1  # seed-key tags: golden and repeats never share a mask stream
@@ -72,8 +73,8 @@ _GOLDEN, _REPEAT = 0, 1  # seed-key tags: golden and repeats never share a mask 
 class GradientStatistics(L.Callback):
     """Measures the spread, bias and direction of the policy gradient against n_t.
 
-    Needs a module with ``policy_gradient`` and ``last_rollout``
-    (:class:`~bgpo_lightning.modules.DiffusionRLModule`).
+    Needs a module with ``policy_gradient`` whose ``training_step`` returns its rollout under
+    ``"rollout"`` (:class:`~bgpo_lightning.modules.DiffusionRLModule`).
 
     Args:
         every_n_steps: K; measures after each rollout batch whose optimizer steps reach a
@@ -87,7 +88,7 @@ class GradientStatistics(L.Callback):
         param_names: glob patterns (``fnmatch``, ``*`` crosses dots) over the policy's
             parameter names, e.g. ``["model.lm_head.*", "model.model.layers.0.*"]``; only
             matching trainable parameters are measured. None measures all of them.
-        timestep_sampler: overrides the module's (``stratified`` or ``iid``).
+        estimator: overrides the module's mask estimator (a registry name, default settings).
         seed: seeds the callback's own random streams.
         csv_name: file in the log directory that rows are appended to.
         log_figure: draw the figure (TensorBoard image and a PNG next to the CSV).
@@ -101,7 +102,7 @@ class GradientStatistics(L.Callback):
         repeats: int = 8,
         golden_num_mc_samples: int = 256,
         param_names: list[str] | None = None,
-        timestep_sampler: str | None = None,
+        estimator: str | None = None,
         seed: int = 0,
         csv_name: str = "gradient_statistics.csv",
         log_figure: bool = True,
@@ -117,8 +118,8 @@ class GradientStatistics(L.Callback):
             raise ConfigError(f"golden_num_mc_samples must be >= 1, got {golden_num_mc_samples}")
         for name in objectives or []:
             check_objective(name)
-        if timestep_sampler is not None:
-            check_timestep_sampler(timestep_sampler)
+        if estimator is not None:
+            check_estimator(estimator)
         if param_names is not None and (
             isinstance(param_names, str) or not param_names
         ):  # a bare string would be matched character by character
@@ -129,7 +130,7 @@ class GradientStatistics(L.Callback):
         self.repeats = repeats
         self.golden_num_mc_samples = golden_num_mc_samples
         self.param_names = list(param_names) if param_names is not None else None
-        self.timestep_sampler = timestep_sampler
+        self.estimator = estimator
         self.seed = seed
         self.csv_name = csv_name
         self.log_figure = log_figure
@@ -142,46 +143,40 @@ class GradientStatistics(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        if not hasattr(pl_module, "policy_gradient") or not hasattr(pl_module, "last_rollout"):
+        if not hasattr(pl_module, "policy_gradient"):
             raise ConfigError(
                 f"GradientStatistics needs an RL module (DiffusionRLModule), "
                 f"got {type(pl_module).__name__}"
             )
         self._params = [p for _, p in select_parameters(pl_module.policy, self.param_names)]
-        pl_module.keep_last_rollout = True
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # trainer.log_dir broadcasts: ask on every rank, here, not from rank 0 alone later.
         self._log_dir = Path(trainer.log_dir or trainer.default_root_dir)
 
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit" and hasattr(pl_module, "keep_last_rollout"):
-            pl_module.keep_last_rollout = False
-            pl_module.last_rollout = None
-
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._step_before = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        rollout = pl_module.last_rollout  # the module drops it when the next step starts
+        rollout = outputs.get("rollout") if isinstance(outputs, dict) else None
         step = trainer.global_step
         before = self._step_before if self._step_before is not None else step - 1
         if rollout is None or step // self.every_n_steps == before // self.every_n_steps:
             return
-        if not rollout["advantages"].any() and not getattr(pl_module, "kl_coef", 0):
+        if not rollout.advantages.any() and not getattr(pl_module, "kl_coef", 0):
             rank_zero_warn(f"gradient statistics skipped at step {step}: all advantages are 0")
             return
         self.last_rows = measure_gradient_statistics(
             pl_module,
             rollout,
-            self.objectives or [pl_module.objective],
+            self.objectives or [pl_module.objective.name],
             self.num_mc_samples,
             self.repeats,
             self.golden_num_mc_samples,
             self._params,
             seed=self.seed,
             step=step,
-            timestep_sampler=self.timestep_sampler,
+            estimator=self.estimator,
         )
         if trainer.is_global_zero:
             self._report(trainer, self.last_rows, step)
@@ -226,7 +221,7 @@ def select_parameters(
 
 def measure_gradient_statistics(
     module: L.LightningModule,
-    rollout: dict,
+    rollout: Rollout,
     objectives: Sequence[str],
     num_mc_samples: Sequence[int],
     repeats: int,
@@ -234,7 +229,7 @@ def measure_gradient_statistics(
     params: Sequence[torch.nn.Parameter],
     seed: int = 0,
     step: int = 0,
-    timestep_sampler: str | None = None,
+    estimator: str | None = None,
 ) -> list[dict]:
     """One row of statistics per (objective, n_t) for one rollout batch.
 
@@ -243,7 +238,7 @@ def measure_gradient_statistics(
 
     Args:
         module: has ``policy_gradient`` (a ``DiffusionRLModule``).
-        rollout: ``prompt_ids``, ``prompt_mask``, ``responses`` and ``advantages``.
+        rollout: the batch, with its advantages.
         objectives: registry names.
         num_mc_samples: the n_t grid.
         repeats: R >= 2.
@@ -251,7 +246,7 @@ def measure_gradient_statistics(
         params: the parameters to measure (see :func:`select_parameters`).
         seed: seeds the measurement's own random streams, with ``step`` and the rank.
         step: the training step (part of the seed and of each row).
-        timestep_sampler: overrides the module's.
+        estimator: overrides the module's mask estimator.
 
     Returns:
         Dictionaries with the columns of :data:`~bgpo_lightning.callbacks.gradient_report.
@@ -266,14 +261,7 @@ def measure_gradient_statistics(
     def gradient(objective: str, n_t: int, key: tuple[int, ...], out: torch.Tensor) -> None:
         generator = _seed_streams(device, (seed, step, rank, *key))
         module.policy_gradient(
-            rollout,
-            rollout["advantages"],
-            objective,
-            n_t,
-            generator,
-            params=params,
-            out=out,
-            timestep_sampler=timestep_sampler,
+            rollout, n_t, generator, objective, params=params, out=out, estimator=estimator
         )
 
     moments = RunningMoments(numel, device)

@@ -38,6 +38,12 @@ def elbo_term(
     Returns:
         ``(N,)`` the per-token ELBO estimate of each response.
     """
-    log_p = token_log_probs(response_logits, response)
-    masked_sum = (log_p * mask).sum(dim=-1)
-    return weight.to(masked_sum.dtype) * masked_sum / response.shape[-1]
+    return elbo_from_log_probs(token_log_probs(response_logits, response), mask, weight)
+
+
+def elbo_from_log_probs(
+    log_probs: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """:func:`elbo_term` from per-token log-probs ``(N, L)`` (``log p(y^i | y_t, x)``)."""
+    masked_sum = (log_probs * mask).sum(dim=-1)
+    return weight.to(masked_sum.dtype) * masked_sum / log_probs.shape[-1]

@@ -7,7 +7,9 @@ A masked diffusion LM's ELBO for a response ``y`` of length ``L`` is
 Conditioning on the number ``k`` of masked tokens (Binomial(L, t), then a uniform ``k``-subset)
 and integrating out ``t`` gives the equivalent discrete form
 ``B = E_{k~U{1..L}} E_{|S|=k} (L/k) * sum_{i in S} log p(y^i | y_S masked, x)``.
-Two samplers are offered:
+
+How masks are drawn is a registry of estimators (:mod:`bgpo_lightning.diffusion.estimators`);
+:func:`draw_masks` is a thin wrapper over its two timestep samplers:
 
 * ``"iid"``: the paper's form; ``n_t`` i.i.d. timesteps, each token masked independently with
   probability ``t``, weight ``1/t``.
@@ -19,7 +21,8 @@ Two samplers are offered:
 Both weights are divided by ``L`` (a per-token mean, as the official code does) so the scale
 of the objective, and of a good learning rate, does not depend on the response length.
 Masks are drawn once per rollout batch from an explicit ``torch.Generator`` and then reused
-for the old and the current policy.
+for the old and the current policy. This module holds the output type, :class:`MaskSamples`,
+and :func:`apply_mask`.
 """
 
 from __future__ import annotations
@@ -39,7 +42,10 @@ def check_timestep_sampler(name: str) -> str:
         raise ConfigError(
             f"unknown timestep_sampler {name!r}; choose one of: {', '.join(TIMESTEP_SAMPLERS)}"
         )
-    return name
+    # Imported here: the estimators import MaskSamples from this module.
+    from bgpo_lightning.diffusion.estimators import check_estimator
+
+    return check_estimator(name)
 
 
 @dataclass(frozen=True)
@@ -48,11 +54,25 @@ class MaskSamples:
 
     Attributes:
         mask: ``(n_t, N, L)`` bool, True where the response token is replaced by ``[MASK]``.
-        weight: ``(n_t, N)`` float64, the ELBO weight of each sample (``1/t`` or ``L/k``).
+        weight: ``(n_t, N)`` float64, the ELBO weight of each sample (``1/t`` or ``L/k``):
+            sample ``j``'s term is ``l_j = weight_j * sum_i mask_ji log p_i / L``.
+        coef: ``(n_t,)`` float64, how the terms combine into the estimate
+            ``B_hat = sum_j coef_j l_j`` (``1/n_t`` for plain Monte Carlo; quadrature weights
+            over masks per node for SDMC).
+        prompt_mask: ``(n_t, N, P)`` bool, prompt tokens replaced by ``[MASK]`` (d1's one-step
+            estimator), or None when the prompt stays clean.
     """
 
     mask: torch.Tensor
     weight: torch.Tensor
+    coef: torch.Tensor | None = None
+    prompt_mask: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.coef is None:  # plain Monte Carlo: the mean over samples
+            count = self.mask.shape[0]
+            coef = torch.full((count,), 1.0 / count, dtype=torch.float64, device=self.mask.device)
+            object.__setattr__(self, "coef", coef)
 
     @property
     def num_samples(self) -> int:
@@ -60,7 +80,18 @@ class MaskSamples:
 
     def select(self, rows: slice | torch.Tensor) -> MaskSamples:
         """The same samples restricted to a subset of responses (a micro-batch)."""
-        return MaskSamples(self.mask[:, rows], self.weight[:, rows])
+        prompt = None if self.prompt_mask is None else self.prompt_mask[:, rows]
+        return MaskSamples(self.mask[:, rows], self.weight[:, rows], self.coef, prompt)
+
+    def repeat_rows(self, times: int) -> MaskSamples:
+        """Each response's samples repeated ``times`` times along the batch (shared masks)."""
+        prompt = self.prompt_mask
+        return MaskSamples(
+            self.mask.repeat_interleave(times, dim=1),
+            self.weight.repeat_interleave(times, dim=1),
+            self.coef,
+            None if prompt is None else prompt.repeat_interleave(times, dim=1),
+        )
 
 
 def draw_masks(
@@ -91,34 +122,35 @@ def draw_masks(
         raise ValueError(
             f"need num_samples >= 1 and response_length >= 1, got {num_samples}, {response_length}"
         )
-    shape = (num_samples, num_responses)
-    scores = torch.rand(*shape, response_length, generator=generator, device=device)
-    if sampler == "iid":
-        t = torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
-        t = t * (1 - min_t) + min_t
-        mask = scores < t.unsqueeze(-1)
-        return MaskSamples(mask, 1.0 / t)
-    if sampler == "stratified":
-        offset = torch.rand(1, num_responses, generator=generator, device=device)
-        strata = torch.arange(num_samples, device=device).unsqueeze(1)
-        ratio = (strata + offset) / num_samples  # in [0, 1), one per stratum
-        k = (ratio * response_length).floor().long().clamp_(0, response_length - 1) + 1
-        # Exactly k masked tokens: the k positions with the smallest random scores.
-        ranks = scores.argsort(dim=-1).argsort(dim=-1)
-        mask = ranks < k.unsqueeze(-1)
-        return MaskSamples(mask, response_length / k.to(torch.float64))
-    raise ValueError(f"unknown timestep sampler {sampler!r}; choose one of: {TIMESTEP_SAMPLERS}")
+    if sampler not in TIMESTEP_SAMPLERS:
+        raise ValueError(
+            f"unknown timestep sampler {sampler!r}; choose one of: {TIMESTEP_SAMPLERS}"
+        )
+    # Imported here: the estimators import MaskSamples from this module.
+    from bgpo_lightning.diffusion.estimators import build_estimator
+
+    estimator = build_estimator(sampler, {"min_t": min_t} if sampler == "iid" else None)
+    return estimator.draw(num_responses, response_length, num_samples, generator, device)
 
 
-def apply_mask(sequences: torch.Tensor, response_mask: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """Replaces masked response tokens by ``mask_id``; the prompt is never masked.
+def apply_mask(
+    sequences: torch.Tensor,
+    response_mask: torch.Tensor,
+    mask_id: int,
+    prompt_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Replaces masked tokens by ``mask_id``; the prompt only where ``prompt_mask`` says so.
 
     Args:
         sequences: ``(N, P + L)`` prompt followed by the response.
         response_mask: ``(N, L)`` bool for the last ``L`` positions.
         mask_id: the ``[MASK]`` token id.
+        prompt_mask: ``(N, P)`` bool for the first ``P`` positions, or None (prompt clean).
     """
     length = response_mask.shape[-1]
     noisy = sequences.clone()
     noisy[:, -length:] = sequences[:, -length:].masked_fill(response_mask, mask_id)
+    if prompt_mask is not None:
+        prompt = prompt_mask.shape[-1]
+        noisy[:, :prompt] = sequences[:, :prompt].masked_fill(prompt_mask, mask_id)
     return noisy

@@ -1,19 +1,21 @@
 """Gradient of the RL objective for a stored rollout, for callbacks that measure it.
 
-A mixin of :class:`~bgpo_lightning.modules.rl.DiffusionRLModule`: it reuses that module's
-``_forward_sample``, ``_micro_batches``, ``timestep_sampler``, ``kl_coef`` and ``policy``.
+A mixin of :class:`~bgpo_lightning.modules.rl.DiffusionRLModule`: it runs that module's
+likelihood loop (the one training runs) with ``torch.autograd.grad`` as its backward.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
+from typing import Any
 
 import torch
 
-from bgpo_lightning.diffusion.masking import check_timestep_sampler, draw_masks
-from bgpo_lightning.errors import ConfigError
-from bgpo_lightning.objectives import bgpo_sample_term, check_objective, vrpo_ol_objective
+from bgpo_lightning.diffusion.estimators import build_estimator
+from bgpo_lightning.modules.likelihood import OldTerms
+from bgpo_lightning.modules.rollout import Rollout
+from bgpo_lightning.objectives import Objective, build_objective
 
 
 class PolicyGradientMixin:
@@ -21,50 +23,52 @@ class PolicyGradientMixin:
 
     def policy_gradient(
         self,
-        rollout: dict,
-        advantages: torch.Tensor,
-        objective: str,
+        rollout: Rollout,
         num_samples: int,
         generator: torch.Generator,
+        objective: str | Objective | None = None,
         params: Sequence[torch.nn.Parameter] | None = None,
         out: torch.Tensor | None = None,
-        timestep_sampler: str | None = None,
+        estimator: str | None = None,
+        estimator_settings: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        """The training loss's gradient for ``rollout`` with ``num_samples`` fresh masks.
+        """The first inner update's gradient for ``rollout`` with ``num_samples`` fresh masks.
 
-        It is what the first inner update of a training step back-propagates (minus the
-        objective, plus the KL penalty when ``kl_coef > 0``, averaged over the responses), at
-        the current parameters, with masks drawn from ``generator``. Fresh masks come without
-        stored ``l_old``, so this is the on-policy gradient: ``l_old`` is the detached value of
-        the same forward pass, as in training. On-policy the BGPO and VRPO-OL gradients are the
-        same estimator (the bound's gradient equals ``R_hat``'s at ``d_j = 0``; the module's
-        tests check it), so for the same generator both give the same numbers; ``objective``
-        is still a registry name so that estimators that differ (diffu-GRPO) can plug in.
+        It is what the first inner update of a training step back-propagates, at the current
+        parameters, with masks drawn from ``generator``: the on-policy gradient (old values
+        are the detached values of the same forwards, as in training), with the advantages
+        stored in ``rollout``. For objectives that use one mask draw per inner update
+        (diffu-GRPO, wd1) it is the mean over ``num_samples`` independent draws of that
+        update's gradient.
 
-        One forward and one ``torch.autograd.grad`` per (MC sample, micro-batch), each graph
-        freed before the next: activation memory is flat in ``num_samples`` for both
-        objectives (VRPO-OL's ``exp(mean_j d_j)`` couples the samples only through values,
-        which are ``d_j = 0`` here). Nothing is written to ``.grad``, no Lightning hook fires,
-        and DDP's reducer is not involved: ``autograd.grad`` does not run the parameters'
-        gradient-accumulation nodes that DDP hooks (a plain ``backward``, even through the
-        unwrapped ``self.policy``, would be taken for a pending DDP backward). Runs in the
-        Trainer's precision context (autocast) and the policy's current mode.
+        The loss goes through the training loop (:class:`LikelihoodLoop`) with
+        ``torch.autograd.grad`` as its backward, each graph freed before the next: activation
+        memory is flat in ``num_samples``. A coupled objective whose on-policy gradient is
+        linear (VRPO-OL, GDPO: ``Objective.on_policy_linear``) runs as that linear twin; one
+        that is coupled even on-policy (SPG's upper bound) keeps a micro-batch's graphs.
+        Nothing is written to ``.grad``, no Lightning hook fires, and DDP's reducer is not
+        involved: ``autograd.grad`` does not run the parameters' gradient-accumulation nodes
+        that DDP hooks. Runs in the Trainer's precision context (autocast) and the policy's
+        current mode.
 
         Args:
-            rollout: ``prompt_ids``, ``prompt_mask`` and ``responses`` (see ``last_rollout``).
-            advantages: ``(N,)`` one per response.
-            objective: a name from ``bgpo_lightning.objectives.OBJECTIVES``.
-            num_samples: n_t, the MC mask samples per response.
+            rollout: the batch (``training_step`` returns it under ``"rollout"``).
+            num_samples: n_t, the mask samples per response.
             generator: source of the masks, on this module's device.
+            objective: a registry name (built with this module's settings when it is this
+                module's objective, else with defaults) or an objective; None: this module's.
             params: the parameters to differentiate; default every trainable policy parameter.
             out: flat float64 buffer of their total size to write into (zeroed first);
                 allocated when None.
-            timestep_sampler: overrides this module's ``timestep_sampler``.
+            estimator: overrides this module's estimator (with ``estimator_settings``).
+            estimator_settings: settings of ``estimator``.
 
         Returns:
             The flat float64 gradient, parameters concatenated in the order of ``params``.
         """
-        check_objective(objective)
+        # Coupled objectives that are linear on-policy (VRPO-OL) run as their linear twin:
+        # same gradient, memory flat in num_samples.
+        objective = self._measured_objective(objective).on_policy_linear()
         if params is None:
             params = [p for p in self.policy.parameters() if p.requires_grad]
         params = list(params)
@@ -75,44 +79,45 @@ class PolicyGradientMixin:
             raise ValueError(f"out must be float64 with {numel} entries, got {out.shape}")
         else:
             out.zero_()
-        n, length = rollout["responses"].shape
-        sampler = check_timestep_sampler(timestep_sampler or self.timestep_sampler)
-        masks = draw_masks(n, length, num_samples, sampler, generator, self.device)
-        advantages = advantages.to(self.device)
+        mask_estimator = self.estimator
+        if estimator is not None:
+            mask_estimator = build_estimator(estimator, estimator_settings)
+        masks = mask_estimator.draw(
+            rollout.num_responses,
+            rollout.response_length,
+            num_samples,
+            generator,
+            self.device,
+            prompt_length=rollout.prompt_ids.shape[1],
+        )
+        # Objectives that draw fewer masks per update than asked for (d1: one) get the mean
+        # of the first update's gradient over independent draws.
+        per_update = min(objective.num_samples(num_samples, 1), num_samples)
+        updates = [
+            range(i, min(i + per_update, num_samples)) for i in range(0, num_samples, per_update)
+        ]
+        scale = 1.0 / len(updates)
+
+        def backward(loss: torch.Tensor) -> None:
+            grads = torch.autograd.grad(loss * scale, params, allow_unused=True)
+            offset = 0
+            for param, grad in zip(params, grads, strict=True):
+                if grad is not None:
+                    out[offset : offset + param.numel()].add_(grad.reshape(-1))
+                offset += param.numel()
+
+        loop = self.likelihood_loop(objective)
         precision = self._trainer.precision_plugin.forward_context() if self._trainer else None
         with torch.enable_grad(), precision or nullcontext():
-            for j in range(num_samples):
-                for rows in self._micro_batches(n):
-                    elbo, kl = self._forward_sample(rollout, masks, j, rows)
-                    term = self._on_policy_sample_term(
-                        objective, elbo, num_samples, advantages[rows]
-                    )
-                    loss = -term.sum() / n
-                    if kl is not None:
-                        loss = loss + self.kl_coef * kl.sum() / (n * num_samples)
-                    grads = torch.autograd.grad(loss, params, allow_unused=True)
-                    offset = 0
-                    for param, grad in zip(params, grads, strict=True):
-                        if grad is not None:
-                            out[offset : offset + param.numel()].add_(grad.reshape(-1))
-                        offset += param.numel()
+            for samples in updates:
+                loop.update(rollout, masks, OldTerms(), samples, backward)
         return out
 
-    @staticmethod
-    def _on_policy_sample_term(
-        objective: str, elbo: torch.Tensor, num_samples: int, advantages: torch.Tensor
-    ) -> torch.Tensor:
-        """A per-response term whose gradient is one MC sample ``j``'s share of the objective's.
-
-        At ``theta == theta_old`` (``l_old`` = the detached ``elbo``). BGPO is a sum over
-        samples already. VRPO-OL's other samples enter ``exp(mean_k d_k)`` only through their
-        values, all ``d_k = 0`` on-policy; with them held at 0 the mean is ``d_j / n_t``, so a
-        one-sample call on ``l / n_t`` is exactly sample ``j``'s share (value and gradient).
-        """
-        old = elbo.detach()
-        if objective == "bgpo":
-            return bgpo_sample_term(elbo, old, advantages, num_samples)
-        if objective == "vrpo_ol":
-            scaled = (elbo / num_samples).unsqueeze(-1)
-            return vrpo_ol_objective(scaled, scaled.detach(), advantages)
-        raise ConfigError(f"policy_gradient does not support objective {objective!r} yet")
+    def _measured_objective(self, objective: str | Objective | None) -> Objective:
+        if objective is None:
+            return self.objective
+        if isinstance(objective, Objective):
+            return objective
+        if objective == self.objective.name:
+            return self.objective
+        return build_objective(objective)

@@ -1,17 +1,16 @@
-"""RL of a diffusion LM with BGPO (or VRPO-OL), following Algorithm 1 of the BGPO paper.
+"""RL of a diffusion LM with a pluggable objective, following Algorithm 1 of the BGPO paper.
 
 One training step = one rollout batch:
 
 1. sample G responses per prompt with the current policy (the old policy, on-policy);
-2. score them with the task's reward, compute group-relative advantages;
-3. draw n_t masks per response once, from an explicit generator;
-4. for each of mu inner updates, loop over MC samples x micro-batches, one
-   ``manual_backward`` each (BGPO), or keep every sample's graph and back-propagate once per
-   micro-batch (VRPO-OL); then clip and take one optimizer step.
+2. score them with the task's reward; the objective turns rewards into advantages;
+3. draw the mask samples once, from an explicit generator, with the objective's estimator;
+4. for each of mu inner updates, run the likelihood loop (:mod:`.likelihood`): one
+   ``manual_backward`` per (MC sample, micro-batch) for a linear objective such as BGPO, one
+   per micro-batch for a coupled one such as VRPO-OL; then clip and take one optimizer step.
 
-On the first inner update ``l_old`` is the detached value of the same forward pass
-(``d_j = l_theta - l_theta.detach()``: value 0, the right gradient), so no separate no-grad
-pass over the old policy is spent; later inner updates reuse those detached values.
+Objectives (``bgpo``, ``vrpo_ol``, ``gdpo``, ``diffu_grpo``, ``wd1``, ``spg``) live in
+:mod:`bgpo_lightning.objectives`, one file each; adding one does not touch this module.
 """
 
 from __future__ import annotations
@@ -19,56 +18,53 @@ from __future__ import annotations
 import time
 import warnings
 from contextlib import nullcontext
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from bgpo_lightning.diffusion.elbo import elbo_term, token_log_probs
-from bgpo_lightning.diffusion.masking import (
-    MaskSamples,
-    apply_mask,
-    check_timestep_sampler,
-    draw_masks,
-)
+from bgpo_lightning.diffusion.estimators import build_estimator
+from bgpo_lightning.diffusion.masking import MaskSamples
 from bgpo_lightning.diffusion.sampler import SamplerConfig
 from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.modules.base import DiffusionPolicyModule
 from bgpo_lightning.modules.hparams import as_config, plain
+from bgpo_lightning.modules.likelihood import LikelihoodLoop, OldTerms
 from bgpo_lightning.modules.optim import OptimConfig
 from bgpo_lightning.modules.policy_gradient import PolicyGradientMixin
-from bgpo_lightning.objectives import (
-    bgpo_sample_term,
-    check_objective,
-    group_advantages,
-    k3_kl,
-    vrpo_ol_objective,
-)
+from bgpo_lightning.modules.rollout import Rollout, completion_mask
+from bgpo_lightning.objectives import build_objective
 from bgpo_lightning.policy import PolicySpec, decode_responses, frozen_copy
 from bgpo_lightning.tasks import Example
 
 
 class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
-    """On-policy RL for a masked diffusion LM with ELBO-based objectives.
+    """RL for a masked diffusion LM with any registered objective.
 
     Args:
         policy: where the policy comes from.
-        objective: ``bgpo`` (memory flat in n_t) or ``vrpo_ol`` (all n_t graphs kept).
-        num_mc_samples: n_t, Monte Carlo mask samples per response.
+        objective: a name from ``bgpo_lightning.objectives.OBJECTIVES``: ``bgpo`` (memory
+            flat in n_t), ``vrpo_ol`` (all n_t graphs kept), ``gdpo``, ``diffu_grpo``, ``wd1``,
+            ``spg``.
+        objective_settings: the objective's own settings (its ``Settings`` dataclass), e.g.
+            ``{kl_coef: 0.04, clip_eps: 0.5}``; unknown keys are a one-line error.
+        estimator: how masks are drawn (``bgpo_lightning.diffusion.estimators.ESTIMATORS``:
+            ``stratified``, ``iid``, ``complementary``, ``sdmc``, ``one_step``, ``blockwise``);
+            None uses the objective's default.
+        estimator_settings: the estimator's own settings, e.g. ``{rule: gauss_legendre,
+            nodes: 3}`` for ``sdmc``.
+        num_mc_samples: n_t, mask samples (forwards) per response and inner update.
         group_size: G, responses per prompt.
         micro_batch_size: responses per forward/backward in the likelihood phase.
         num_inner_updates: mu, optimizer steps per rollout batch (1 = on-policy).
-        kl_coef: weight of a k3 KL penalty to a frozen copy of the initial policy (0 = none,
-            and then no reference model is built).
-        timestep_sampler: ``stratified`` (default; official code, lower variance) or ``iid``.
         rollout: sampler for training rollouts (temperature > 0).
         eval_sampler: sampler for validation (greedy).
         optim: optimizer settings.
-        normalize_advantage_std: divide advantages by the group's std.
-        share_masks_in_group: draw one set of n_t masks per prompt and use it for all G of
+        share_masks_in_group: draw one set of masks per prompt and use it for all G of
             its responses (common random numbers). Each response's ELBO estimate stays
             unbiased; because a group's advantages sum to zero, the Monte Carlo noise of the
             tokens its responses share largely cancels in the gradient.
-        separate_old_pass: spend n_t extra no-grad forwards to compute ``l_old`` (what peer
+        separate_old_pass: spend extra no-grad forwards to compute the old values (what peer
             code does); only for benchmarking the single-pass default against.
         on_reward_error: ``zero`` (warn, reward 0, count it) or ``raise``.
         max_nonfinite_steps: consecutive steps with a non-finite loss that are skipped before
@@ -83,16 +79,16 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         self,
         policy: PolicySpec | None = None,
         objective: str = "bgpo",
+        objective_settings: dict[str, Any] | None = None,
+        estimator: str | None = None,
+        estimator_settings: dict[str, Any] | None = None,
         num_mc_samples: int = 4,
         group_size: int = 8,
         micro_batch_size: int = 64,
         num_inner_updates: int = 1,
-        kl_coef: float = 0.0,
-        timestep_sampler: str = "stratified",
         rollout: SamplerConfig | None = None,
         eval_sampler: SamplerConfig | None = None,
         optim: OptimConfig | None = None,
-        normalize_advantage_std: bool = True,
         share_masks_in_group: bool = False,
         separate_old_pass: bool = False,
         on_reward_error: str = "zero",
@@ -102,7 +98,6 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         use_chat_template: bool = True,
     ) -> None:
         hparams = plain(dict(locals()))
-        check_objective(objective)
         for name, value in (
             ("num_mc_samples", num_mc_samples),
             ("group_size", group_size),
@@ -111,25 +106,30 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         ):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
-        check_timestep_sampler(timestep_sampler)
         if on_reward_error not in ("zero", "raise"):
             raise ConfigError(f"on_reward_error must be 'zero' or 'raise', got {on_reward_error!r}")
-        if kl_coef < 0:
-            raise ConfigError(f"kl_coef must be >= 0, got {kl_coef}")
+        chosen = build_objective(objective, objective_settings)
+        estimator_name = estimator or chosen.default_estimator
+        allowed = chosen.estimators
+        if allowed is not None and estimator_name not in allowed:
+            raise ConfigError(
+                f"objective {objective!r} cannot use estimator {estimator_name!r}; "
+                f"it needs one of: {', '.join(allowed)}"
+            )
+        mask_estimator = build_estimator(estimator_name, estimator_settings)
+        mask_estimator.check_num_samples(chosen.num_samples(num_mc_samples, num_inner_updates))
         super().__init__(policy, eval_sampler, optim, seed, use_chat_template)
         self.save_hyperparameters(
             {k: v for k, v in hparams.items() if k not in ("self", "__class__")}
         )
         self.automatic_optimization = False
-        self.objective = objective
+        self.objective = chosen
+        self.estimator = mask_estimator
         self.num_mc_samples = num_mc_samples
         self.group_size = group_size
         self.micro_batch_size = micro_batch_size
         self.num_inner_updates = num_inner_updates
-        self.kl_coef = kl_coef
-        self.timestep_sampler = timestep_sampler
         self.rollout = as_config(SamplerConfig, rollout, SamplerConfig(temperature=0.6))
-        self.normalize_advantage_std = normalize_advantage_std
         self.share_masks_in_group = share_masks_in_group
         self.separate_old_pass = separate_old_pass
         self.on_reward_error = on_reward_error
@@ -137,22 +137,22 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         self.log_completions_every_n_steps = log_completions_every_n_steps
         self._nonfinite_streak = 0
         self.reward_errors = 0
-        # Set by callbacks that measure gradients (GradientStatistics). The step's rollout
-        # tensors (token ids, rewards, advantages: small next to activations) are then kept
-        # from the end of training_step, for on_train_batch_end, to the start of the next step.
-        self.keep_last_rollout = False
-        self.last_rollout: dict | None = None
         # Kept out of nn.Module registration: not trained, not in the optimizer, not in
         # checkpoints (it is the initial policy, rebuilt from the config).
-        self.__dict__["reference"] = frozen_copy(self.policy) if kl_coef > 0 else None
+        needs_reference = self.objective.kl_coef > 0
+        self.__dict__["reference"] = frozen_copy(self.policy) if needs_reference else None
 
     @property
     def progress_label(self) -> str:
-        return self.objective.upper()
+        return self.objective.name.upper()
+
+    @property
+    def kl_coef(self) -> float:
+        return self.objective.kl_coef
 
     # ---- 1-2: rollouts and rewards -------------------------------------------------------------
-    def rollout_batch(self, batch: list[Example]) -> dict:
-        """Generates G responses per prompt and scores them."""
+    def rollout_batch(self, batch: list[Example]) -> Rollout:
+        """Generates G responses per prompt, scores them, computes the advantages."""
         ids, mask = self.prompt_tensors([e.prompt for e in batch])
         ids = ids.repeat_interleave(self.group_size, dim=0)
         mask = mask.repeat_interleave(self.group_size, dim=0)
@@ -160,15 +160,18 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         texts = decode_responses(self.tokenizer, responses, self.task.cut_at_eos)
         examples = [e for e in batch for _ in range(self.group_size)]
         rewards, accuracy = self._scores(texts, examples)
-        return {
-            "prompt_ids": ids,
-            "prompt_mask": mask,
-            "responses": responses,
-            "texts": texts,
-            "examples": examples,
-            "rewards": rewards.to(self.device, torch.float32),
-            "accuracy": accuracy.to(self.device, torch.float32),
-        }
+        rewards = rewards.to(self.device, torch.float32)
+        return Rollout(
+            prompt_ids=ids,
+            prompt_mask=mask,
+            responses=responses,
+            completion_mask=completion_mask(responses, self.tokenizer.eos_token_id),
+            rewards=rewards,
+            accuracy=accuracy.to(self.device, torch.float32),
+            advantages=self.objective.advantages(rewards, self.group_size),
+            texts=texts,
+            examples=examples,
+        )
 
     def _scores(
         self, texts: list[str], examples: list[Example]
@@ -220,113 +223,41 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
             return model.no_sync()
         return nullcontext()
 
-    def _micro_batches(self, n: int) -> list[slice]:
-        return [
-            slice(i, min(i + self.micro_batch_size, n)) for i in range(0, n, self.micro_batch_size)
-        ]
-
-    def _forward_sample(self, roll: dict, masks: MaskSamples, j: int, rows: slice):
-        """ELBO term of sample j for ``rows`` (and the per-token log-probs, for the KL)."""
-        sequences = torch.cat([roll["prompt_ids"][rows], roll["responses"][rows]], dim=1)
-        attention = torch.cat(
-            [roll["prompt_mask"][rows], torch.ones_like(roll["responses"][rows])], dim=1
-        )
-        noisy = apply_mask(sequences, masks.mask[j, rows], self.policy.mask_token_id)
-        length = roll["responses"].shape[1]
-        # Only the response's logits: the prompt's would cost lm_head FLOPs and activations.
-        logits = self.policy(noisy, attention, logits_to_keep=length)
-        elbo = elbo_term(
-            logits, roll["responses"][rows], masks.mask[j, rows], masks.weight[j, rows]
-        )
-        kl = None
-        if self.kl_coef > 0:
-            reference = self._reference_on_device()
-            with torch.no_grad():
-                ref_logits = reference(noisy, attention, logits_to_keep=length)
-            kl = k3_kl(
-                token_log_probs(logits, roll["responses"][rows]),
-                token_log_probs(ref_logits, roll["responses"][rows]),
-                masks.mask[j, rows],
-            )
-        return elbo, kl
-
-    def _reference_on_device(self):
+    def likelihood_loop(self, objective=None) -> LikelihoodLoop:
+        """The loop over mask samples for ``objective`` (default: this module's)."""
         reference = self.__dict__["reference"]
-        if next(reference.parameters()).device != self.device:
-            reference.to(self.device)
-        return reference
 
-    @torch.no_grad()
-    def _old_elbos_separately(self, roll: dict, masks: MaskSamples) -> torch.Tensor:
-        """``l_old`` from a separate no-grad pass (only with ``separate_old_pass``)."""
-        n = roll["responses"].shape[0]
-        old = torch.empty(self.num_mc_samples, n, device=self.device, dtype=torch.float64)
-        for j in range(self.num_mc_samples):
-            for rows in self._micro_batches(n):
-                old[j, rows] = self._forward_sample(roll, masks, j, rows)[0]
-        return old
+        def policy_logits(ids, attention, length):
+            return self.policy(ids, attention, logits_to_keep=length)
 
-    def _bgpo_update(self, roll, masks, advantages, old, first: bool) -> torch.Tensor:
-        """One inner update's backwards, one per (MC sample, micro-batch); returns the loss."""
-        n = advantages.shape[0]
-        parts = [(j, rows) for j in range(self.num_mc_samples) for rows in self._micro_batches(n)]
-        total = advantages.new_zeros(())
-        for index, (j, rows) in enumerate(parts):
-            with self._sync_context(is_last=index == len(parts) - 1):
-                elbo, kl = self._forward_sample(roll, masks, j, rows)
-                if first and not self.separate_old_pass:
-                    old[j, rows] = elbo.detach()
-                g = bgpo_sample_term(elbo, old[j, rows], advantages[rows], self.num_mc_samples)
-                loss = -g.sum() / n
-                if kl is not None:
-                    loss = loss + self.kl_coef * kl.sum() / (n * self.num_mc_samples)
-                self.manual_backward(loss)
-            total += loss.detach()
-        return total
+        def reference_logits(ids, attention, length):
+            if next(reference.parameters()).device != self.device:
+                reference.to(self.device)
+            return reference(ids, attention, logits_to_keep=length)
 
-    def _vrpo_ol_update(self, roll, masks, advantages, old, first: bool) -> torch.Tensor:
-        """One inner update: every sample's graph kept, one backward per micro-batch."""
-        n = advantages.shape[0]
-        batches = self._micro_batches(n)
-        total = advantages.new_zeros(())
-        for index, rows in enumerate(batches):
-            with self._sync_context(is_last=index == len(batches) - 1):
-                pairs = [
-                    self._forward_sample(roll, masks, j, rows) for j in range(self.num_mc_samples)
-                ]
-                elbos = torch.stack([e for e, _ in pairs], dim=-1)
-                if first and not self.separate_old_pass:
-                    old[:, rows] = elbos.detach().T
-                objective = vrpo_ol_objective(elbos, old[:, rows].T, advantages[rows])
-                loss = -objective.sum() / n
-                if self.kl_coef > 0:
-                    kl = torch.stack([k for _, k in pairs], dim=-1).mean(dim=-1)
-                    loss = loss + self.kl_coef * kl.sum() / n
-                self.manual_backward(loss)
-            total += loss.detach()
-        return total
+        return LikelihoodLoop(
+            policy_logits,
+            reference_logits if reference is not None else None,
+            objective or self.objective,
+            self.policy.mask_token_id,
+            self.micro_batch_size,
+        )
 
-    def draw_rollout_masks(self, n: int, length: int) -> MaskSamples:
-        """The n_t masks of a rollout batch, shared by old and current policy."""
+    def draw_rollout_masks(self, n: int, length: int, prompt_length: int = 0) -> MaskSamples:
+        """The rollout batch's mask samples, shared by the old and the current policy."""
         groups = self.group_size if self.share_masks_in_group else 1
-        masks = draw_masks(
+        masks = self.estimator.draw(
             n // groups,
             length,
-            self.num_mc_samples,
-            self.timestep_sampler,
+            self.objective.num_samples(self.num_mc_samples, self.num_inner_updates),
             self.generator("mask"),
             self.device,
+            prompt_length=prompt_length,
         )
-        if groups == 1:
-            return masks
         # A group's responses are adjacent (see rollout_batch).
-        return MaskSamples(
-            masks.mask.repeat_interleave(groups, dim=1),
-            masks.weight.repeat_interleave(groups, dim=1),
-        )
+        return masks if groups == 1 else masks.repeat_rows(groups)
 
-    def training_step(self, batch: list[Example], batch_idx: int) -> None:
-        self.last_rollout = None  # the previous step's, no longer needed
+    def training_step(self, batch: list[Example], batch_idx: int) -> dict:
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
 
@@ -334,21 +265,30 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         roll = self.rollout_batch(batch)
         rollout_time = time.perf_counter() - start
 
-        advantages = group_advantages(
-            roll["rewards"], self.group_size, normalize_std=self.normalize_advantage_std
-        )
-        n, length = roll["responses"].shape
-        masks = self.draw_rollout_masks(n, length)
         start = time.perf_counter()
-        old = (
-            self._old_elbos_separately(roll, masks)
-            if self.separate_old_pass
-            # float64: an exact copy of l_theta in any compute dtype, so d_j is exactly 0.
-            else torch.empty(self.num_mc_samples, n, device=self.device, dtype=torch.float64)
+        masks = self.draw_rollout_masks(
+            roll.num_responses, roll.response_length, roll.prompt_ids.shape[1]
         )
-        update = self._bgpo_update if self.objective == "bgpo" else self._vrpo_ol_update
-        for inner in range(self.num_inner_updates):
-            loss = update(roll, masks, advantages, old, first=inner == 0)
+        loop, old = self.likelihood_loop(), OldTerms()
+        updates = [
+            list(self.objective.samples_in_update(m, masks.num_samples, self.num_inner_updates))
+            for m in range(self.num_inner_updates)
+        ]
+        if self.objective.uses_old:
+            # Samples first used after an optimizer step need the rollout-time values now.
+            later = sorted({j for u in updates[1:] for j in u} - set(updates[0]))
+            used = sorted({j for u in updates for j in u})
+            loop.fill_old(roll, masks, old, used if self.separate_old_pass else later)
+        for inner, samples in enumerate(updates):
+            loss = loop.update(
+                roll,
+                masks,
+                old,
+                samples,
+                backward=self.manual_backward,
+                sync=self._sync_context,
+                may_fill_old=inner == 0,
+            )
             if torch.isfinite(loss):
                 self._nonfinite_streak = 0
                 optimizer.step()
@@ -359,16 +299,9 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         likelihood_time = time.perf_counter() - start
-        self.last_rollout = self._kept_rollout(roll, advantages) if self.keep_last_rollout else None
-        self._log_step(roll, advantages, loss, rollout_time, likelihood_time)
-
-    @staticmethod
-    def _kept_rollout(roll: dict, advantages: torch.Tensor) -> dict:
-        """The step's rollout tensors for callbacks: token ids, rewards, advantages."""
-        keys = ("prompt_ids", "prompt_mask", "responses", "rewards")
-        kept = {key: roll[key].detach() for key in keys}
-        kept["advantages"] = advantages.detach()
-        return kept
+        self._log_step(roll, loss, rollout_time, likelihood_time)
+        # Lightning hands this to on_train_batch_end (the gradient-statistics callback).
+        return {"loss": loss, "rollout": roll.detached()}
 
     def _skip_nonfinite_step(self, loss: torch.Tensor) -> None:
         self._nonfinite_streak += 1
@@ -381,12 +314,13 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
             raise FloatingPointError(message + "; stopping (checkpoints so far are kept)")
         warnings.warn(message, stacklevel=2)
 
-    def _log_step(self, roll, advantages, loss, rollout_time, likelihood_time) -> None:
-        generated = roll["responses"].numel()
+    def _log_step(self, roll: Rollout, loss, rollout_time, likelihood_time) -> None:
+        advantages = roll.advantages
+        generated = roll.responses.numel()
         metrics = {
-            "train/reward": roll["rewards"].mean(),
-            "train/reward_std": roll["rewards"].std() if roll["rewards"].numel() > 1 else 0.0,
-            "train/accuracy": roll["accuracy"].mean(),
+            "train/reward": roll.rewards.mean(),
+            "train/reward_std": roll.rewards.std() if roll.rewards.numel() > 1 else 0.0,
+            "train/accuracy": roll.accuracy.mean(),
             "train/advantage_mean": advantages.mean(),
             "train/advantage_std": advantages.std() if advantages.numel() > 1 else 0.0,
             "train/advantage_max": advantages.max(),
@@ -407,7 +341,7 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
                 on_step=True,
                 on_epoch=False,
                 prog_bar=on_bar,
-                batch_size=len(roll["texts"]),
+                batch_size=len(roll.texts),
             )
         every = self.log_completions_every_n_steps
         experiment = getattr(self.logger, "experiment", None)
@@ -415,9 +349,9 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
             lines = [
                 f"reward {r:.2f}: {e.prompt} -> {t!r}"
                 for t, e, r in zip(
-                    roll["texts"][:8],
-                    roll["examples"][:8],
-                    roll["rewards"][:8].tolist(),
+                    roll.texts[:8],
+                    roll.examples[:8],
+                    roll.rewards[:8].tolist(),
                     strict=True,
                 )
             ]

@@ -1,7 +1,8 @@
 """One optimizer step's likelihood phase, measured through the real training code.
 
 ``DiffusionRLModule.training_step`` runs unchanged under a Lightning ``Trainer``: the same
-per-sample ``manual_backward`` loop (BGPO), kept graphs (VRPO-OL), optimizer step and clipping.
+likelihood loop (one ``manual_backward`` per sample for linear objectives such as BGPO, kept
+graphs for coupled ones such as VRPO-OL), optimizer step and clipping.
 Only the rollout is replaced by random prompt and response tokens with random rewards: the
 likelihood phase's cost does not depend on what the tokens say, and the rollout is measured on
 its own (``rollout.py``), once, since it does not depend on the objective or n_t.
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from bgpo_lightning.modules import DiffusionRLModule
 from bgpo_lightning.modules.optim import OptimConfig
+from bgpo_lightning.modules.rollout import Rollout
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,11 @@ class LikelihoodCase:
     objective: str
     num_mc_samples: int
     separate_old_pass: bool = False
+
+    @property
+    def estimator_settings(self) -> dict | None:
+        # GDPO's SDMC with n_t plain-MC nodes: the same forwards as n_t quadrature nodes.
+        return {"rule": "mc", "nodes": self.num_mc_samples} if self.objective == "gdpo" else None
 
     @property
     def label(self) -> str:
@@ -45,7 +52,7 @@ class RandomRolloutRL(DiffusionRLModule):
         self.response_length = response_length
         self.records: list[dict] = []
 
-    def rollout_batch(self, batch) -> dict:
+    def rollout_batch(self, batch) -> Rollout:
         gen = self.generator("rollout")
         vocab = self.policy.model.config.vocab_size
         n = self.num_prompts * self.group_size
@@ -64,17 +71,19 @@ class RandomRolloutRL(DiffusionRLModule):
             device=self.device,
         )
         rewards = torch.rand(n, generator=gen, device=self.device)
-        return {
-            "prompt_ids": prompts.repeat_interleave(self.group_size, dim=0),
-            "prompt_mask": torch.ones(n, self.prompt_length, dtype=torch.long, device=self.device),
-            "responses": responses,
-            "texts": [""] * n,
-            "examples": [None] * n,
-            "rewards": rewards,
-            "accuracy": torch.zeros_like(rewards),
-        }
+        return Rollout(
+            prompt_ids=prompts.repeat_interleave(self.group_size, dim=0),
+            prompt_mask=torch.ones(n, self.prompt_length, dtype=torch.long, device=self.device),
+            responses=responses,
+            completion_mask=torch.ones_like(responses, dtype=torch.bool),
+            rewards=rewards,
+            accuracy=torch.zeros_like(rewards),
+            advantages=self.objective.advantages(rewards, self.group_size),
+            texts=[""] * n,
+            examples=[None] * n,
+        )
 
-    def _log_step(self, roll, advantages, loss, rollout_time, likelihood_time) -> None:
+    def _log_step(self, roll, loss, rollout_time, likelihood_time) -> None:
         cuda = self.device.type == "cuda"
         self.records.append(
             {
@@ -118,6 +127,7 @@ def measure_likelihood(
         prompt_length,
         response_length,
         objective=case.objective,
+        estimator_settings=case.estimator_settings,
         num_mc_samples=case.num_mc_samples,
         group_size=group_size,
         micro_batch_size=micro_batch_size,

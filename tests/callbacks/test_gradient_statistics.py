@@ -26,6 +26,7 @@ from bgpo_lightning.diffusion.elbo import elbo_term
 from bgpo_lightning.diffusion.masking import apply_mask, draw_masks
 from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.modules import DiffusionRLModule
+from bgpo_lightning.modules.rollout import Rollout
 from bgpo_lightning.objectives import vrpo_ol_objective
 from bgpo_lightning.tasks import PromptDataModule
 from tests.helpers import random_sequences
@@ -66,34 +67,38 @@ def rl_module(seed=0, **overrides) -> DiffusionRLModule:
     return DenseRewardRL(**rl_kwargs(**overrides)).double()
 
 
-def fixed_rollout(seed=0) -> dict:
+def fixed_rollout(seed=0) -> Rollout:
     """Random token ids and advantages (the first prompt left-padded), float64."""
     sequences = random_sequences(N, PROMPT, LENGTH, seed=seed)
     prompt_mask = torch.ones(N, PROMPT, dtype=torch.long)
     prompt_mask[0, :2] = 0
     gen = torch.Generator().manual_seed(seed + 100)
-    return {
-        "prompt_ids": sequences[:, :PROMPT],
-        "prompt_mask": prompt_mask,
-        "responses": sequences[:, PROMPT:],
-        "advantages": torch.randn(N, generator=gen, dtype=torch.float64),
-    }
+    responses = sequences[:, PROMPT:]
+    return Rollout(
+        prompt_ids=sequences[:, :PROMPT],
+        prompt_mask=prompt_mask,
+        responses=responses,
+        completion_mask=torch.ones_like(responses, dtype=torch.bool),
+        rewards=torch.zeros(N),
+        accuracy=torch.zeros(N),
+        advantages=torch.randn(N, generator=gen, dtype=torch.float64),
+        texts=[""] * N,
+        examples=[],
+    )
 
 
 def all_graphs_gradient(module, rollout, num_samples, seed, params) -> torch.Tensor:
     """Reference: the textbook VRPO-OL loss, every sample's graph kept, one backward."""
-    masks = draw_masks(
-        N, LENGTH, num_samples, module.timestep_sampler, torch.Generator().manual_seed(seed)
-    )
-    sequences = torch.cat([rollout["prompt_ids"], rollout["responses"]], dim=1)
-    attention = torch.cat([rollout["prompt_mask"], torch.ones_like(rollout["responses"])], dim=1)
+    masks = draw_masks(N, LENGTH, num_samples, "stratified", torch.Generator().manual_seed(seed))
+    sequences = torch.cat([rollout.prompt_ids, rollout.responses], dim=1)
+    attention = torch.cat([rollout.prompt_mask, torch.ones_like(rollout.responses)], dim=1)
     elbos = []
     for j in range(num_samples):
         noisy = apply_mask(sequences, masks.mask[j], module.policy.mask_token_id)
         logits = module.policy(noisy, attention)[:, -LENGTH:]
-        elbos.append(elbo_term(logits, rollout["responses"], masks.mask[j], masks.weight[j]))
+        elbos.append(elbo_term(logits, rollout.responses, masks.mask[j], masks.weight[j]))
     elbos = torch.stack(elbos, dim=-1)
-    loss = -vrpo_ol_objective(elbos, elbos.detach(), rollout["advantages"]).sum() / N
+    loss = -vrpo_ol_objective(elbos, elbos.detach(), rollout.advantages).sum() / N
     return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])
 
 
@@ -104,9 +109,7 @@ def test_policy_gradient_equals_the_all_graphs_reference(objective):
     rollout = fixed_rollout()
     params = list(module.policy.parameters())
     expected = all_graphs_gradient(module, rollout, 3, seed=5, params=params)
-    got = module.policy_gradient(
-        rollout, rollout["advantages"], objective, 3, torch.Generator().manual_seed(5)
-    )
+    got = module.policy_gradient(rollout, 3, torch.Generator().manual_seed(5), objective)
     assert got.dtype == torch.float64 and expected.norm() > 1e-6
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-13)
     assert all(p.grad is None for p in params)  # .grad never written
@@ -115,12 +118,7 @@ def test_policy_gradient_equals_the_all_graphs_reference(objective):
     head = names.index("model.lm_head.weight")
     start = sum(p.numel() for p in params[:head])
     subset = module.policy_gradient(
-        rollout,
-        rollout["advantages"],
-        objective,
-        3,
-        torch.Generator().manual_seed(5),
-        params=[params[head]],
+        rollout, 3, torch.Generator().manual_seed(5), objective, params=[params[head]]
     )
     torch.testing.assert_close(subset, expected[start : start + params[head].numel()])
 
@@ -132,9 +130,7 @@ def test_policy_gradient_activation_memory_is_flat_in_n_t(objective):
     peaks = {}
     for n_t in (1, 8):
         with SavedActivationMeter(module.policy.parameters()) as meter:
-            module.policy_gradient(
-                rollout, rollout["advantages"], objective, n_t, torch.Generator().manual_seed(0)
-            )
+            module.policy_gradient(rollout, n_t, torch.Generator().manual_seed(0), objective)
         assert meter.live == 0
         peaks[n_t] = meter.peak
     assert peaks[8] == peaks[1], peaks
@@ -293,7 +289,6 @@ def test_fit_writes_csv_scalars_figure_and_does_not_perturb_training(tmp_path, s
     assert torch.equal(after_with[0], after_without[0])
     assert np.array_equal(after_with[1], after_without[1]) and after_with[2] == after_without[2]
     assert with_stats.policy.training == without.policy.training
-    assert with_stats.last_rollout is None and not with_stats.keep_last_rollout
 
     # Measured at step 2 only (every 2 steps of 3), one row per objective and n_t.
     log_dir = Path(measured.log_dir)
@@ -364,13 +359,11 @@ def test_measuring_does_not_involve_the_ddp_reducer(tmp_path):
 
         ddp.register_comm_hook(None, count)
         rollout = fixed_rollout()
-        inputs = torch.cat([rollout["prompt_ids"], rollout["responses"]], dim=1)
+        inputs = torch.cat([rollout.prompt_ids, rollout.responses], dim=1)
         for _ in range(2):
             out = ddp(inputs)
             before = len(reduced)
-            module.policy_gradient(
-                rollout, rollout["advantages"], "bgpo", 2, torch.Generator().manual_seed(0)
-            )
+            module.policy_gradient(rollout, 2, torch.Generator().manual_seed(0), "bgpo")
             assert len(reduced) == before
             out.sum().backward()
             assert len(reduced) > before
@@ -386,12 +379,12 @@ def test_measuring_does_not_involve_the_ddp_reducer(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"objectives": ["ppo"]}, "unknown objective 'ppo'; choose one of: bgpo, vrpo_ol"),
+        ({"objectives": ["ppo"]}, "unknown objective 'ppo'; choose one of: bgpo, "),
         ({"repeats": 1}, "repeats must be >= 2"),
         ({"num_mc_samples": [0, 2]}, "num_mc_samples must be distinct integers >= 1"),
         ({"every_n_steps": 0}, "every_n_steps must be >= 1"),
         ({"param_names": "lm_head"}, "param_names must be a non-empty list"),
-        ({"timestep_sampler": "cosine"}, "unknown timestep_sampler 'cosine'"),
+        ({"estimator": "cosine"}, "unknown estimator 'cosine'"),
     ],
 )
 def test_bad_configuration_is_named(kwargs, message):

@@ -31,7 +31,7 @@ def test_cpu_run_writes_rows_and_records_oom_without_crashing(tmp_path, monkeypa
     real_fit = likelihood.L.Trainer.fit
 
     def fit(self, module, *args, **kwargs):
-        if module.objective == "vrpo_ol" and module.num_mc_samples >= 2:
+        if module.objective.name == "vrpo_ol" and module.num_mc_samples >= 2:
             raise torch.OutOfMemoryError("simulated")
         return real_fit(self, module, *args, **kwargs)
 

@@ -13,10 +13,15 @@ from tests.modules.conftest import rl_kwargs
 
 
 class GradientGrab(L.Callback):
-    """Records the flat gradient of the first optimizer step."""
+    """Records the flat gradient of the first optimizer step and that step's advantages."""
 
     def __init__(self):
         self.grad = None
+        self.advantages = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.advantages is None:
+            self.advantages = outputs["rollout"].advantages
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         if self.grad is None:
@@ -44,18 +49,45 @@ def module(seed=0, **overrides):
     return DiffusionRLModule(**rl_kwargs(**overrides))
 
 
-def test_bgpo_gradient_equals_vrpo_ol_gradient_through_the_module(tmp_path, sudoku_data):
-    grads = {}
-    for objective in ("bgpo", "vrpo_ol"):
-        grab = GradientGrab()
-        model = module(objective=objective, num_mc_samples=3)
-        trainer(tmp_path / objective, 1, precision="64-true", callbacks=[grab], logger=False).fit(
-            model, sudoku_data
-        )
-        grads[objective] = grab.grad
-    assert grads["bgpo"].dtype == torch.float64
-    assert grads["vrpo_ol"].norm() > 1e-6
-    rel = (grads["bgpo"] - grads["vrpo_ol"]).norm() / grads["vrpo_ol"].norm()
+def first_step_gradient(tmp_path, data, **overrides):
+    grab = GradientGrab()
+    model = module(**overrides)
+    trainer(tmp_path, 1, precision="64-true", callbacks=[grab], logger=False).fit(model, data)
+    return grab
+
+
+ESTIMATORS = {
+    "stratified": None,
+    "sdmc": {"rule": "gauss_legendre", "nodes": 3},  # BGPO x SDMC
+    "complementary": None,  # BGPO x complementary masks
+}
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize("coupled", ["vrpo_ol", "gdpo"])
+def test_bgpo_gradient_equals_the_coupled_gradient_through_the_module(
+    tmp_path, sudoku_data, estimator, coupled
+):
+    """On-policy, BGPO's per-sample backwards give the coupled objective's gradient, for the
+    plain Monte Carlo masks, the SDMC quadrature (weights w_n) and complementary pairs."""
+    settings = {"estimator": estimator, "estimator_settings": ESTIMATORS[estimator]}
+    settings["num_mc_samples"] = 6 if estimator != "stratified" else 3
+    # GDPO centres advantages only by default; the same advantages make the runs comparable.
+    coupled_settings = {"normalize_std": True} if coupled == "gdpo" else None
+    bgpo = first_step_gradient(tmp_path / "bgpo", sudoku_data, objective="bgpo", **settings)
+    other = first_step_gradient(
+        tmp_path / coupled,
+        sudoku_data,
+        objective=coupled,
+        objective_settings=coupled_settings,
+        **settings,
+    )
+    assert bgpo.grad.dtype == torch.float64
+    advantages = bgpo.advantages
+    assert (advantages > 0).any() and (advantages < 0).any()  # both signs take part
+    torch.testing.assert_close(advantages, other.advantages, rtol=0, atol=0)
+    assert other.grad.norm() > 1e-6
+    rel = (bgpo.grad - other.grad).norm() / other.grad.norm()
     assert rel < 1e-8, rel
 
 
@@ -104,7 +136,7 @@ def test_resume_replays_the_same_random_streams(tmp_path, sudoku_data):
 
 
 def test_inner_updates_step_the_optimizer_mu_times(tmp_path, sudoku_data):
-    model = module(num_inner_updates=2, kl_coef=0.1)
+    model = module(num_inner_updates=2, objective_settings={"kl_coef": 0.1})
     fit = trainer(tmp_path, 4, logger=False, enable_checkpointing=False)
     fit.fit(model, sudoku_data)
     assert fit.global_step == 4 and fit.fit_loop.epoch_loop.batch_progress.total.completed == 2
@@ -143,8 +175,10 @@ def test_reward_that_raises_is_zero_and_counted_or_raises(tmp_path, sudoku_data,
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"objective": "ppo"}, "unknown objective 'ppo'; choose one of: bgpo, vrpo_ol"),
-        ({"timestep_sampler": "cosine"}, "unknown timestep_sampler 'cosine'"),
+        ({"objective": "ppo"}, "unknown objective 'ppo'; choose one of: bgpo, "),
+        ({"estimator": "cosine"}, "unknown estimator 'cosine'"),
+        ({"objective_settings": {"clip": 0.2}}, "objective 'bgpo' has no setting 'clip'"),
+        ({"estimator_settings": {"nodes": 3}}, "estimator 'stratified' has no setting 'nodes'"),
         ({"num_mc_samples": 0}, "num_mc_samples must be >= 1"),
     ],
 )
