@@ -104,13 +104,16 @@ class LikelihoodLoop:
             for rows in micro_batches(rollout.num_responses, self.micro_batch_size):
                 old.put(j, rows, self.forward(rollout, masks, j, rows))
 
-    def context(self, rollout: Rollout, masks: MaskSamples, rows: slice) -> LossContext:
+    @staticmethod
+    def context(
+        rollout: Rollout, masks: MaskSamples, rows: slice, num_completion_tokens: int
+    ) -> LossContext:
         return LossContext(
             advantages=rollout.advantages[rows],
             coef=masks.coef,
             completion_mask=rollout.completion_mask[rows],
             num_responses=rollout.num_responses,
-            num_completion_tokens=max(int(rollout.completion_mask.sum()), 1),
+            num_completion_tokens=num_completion_tokens,
         )
 
     # ---- one inner update ---------------------------------------------------------------------
@@ -144,6 +147,8 @@ class LikelihoodLoop:
         else:
             groups = [([j], rows) for j in samples for rows in batches]
         total = torch.zeros((), dtype=torch.float64, device=rollout.responses.device)
+        # One host sync per update, not one per graph: the GPU keeps its queue full.
+        tokens = max(int(rollout.completion_mask.sum()), 1)
         for index, (group, rows) in enumerate(groups):
             with sync(index == len(groups) - 1):
                 new = [self.forward(rollout, masks, j, rows) for j in group]
@@ -154,7 +159,7 @@ class LikelihoodLoop:
                     ]
                 else:  # ratio-free: nothing is stored
                     olds = new
-                ctx = self.context(rollout, masks, rows)
+                ctx = self.context(rollout, masks, rows, tokens)
                 if self.objective.coupled:
                     loss = self.objective.coupled_loss(group, new, olds, ctx)
                 else:

@@ -1,4 +1,4 @@
-"""GPU benchmark: memory and time of BGPO vs VRPO-OL against n_t, and rollout throughput.
+"""GPU benchmark: memory and time of every objective against n_t, and rollout throughput.
 
     python -m experiments.gpu_benchmark --shape 1b --out runs/gpu_benchmark
     python -m experiments.gpu_benchmark --plot-only runs/gpu_benchmark   # PNG from the CSV
@@ -29,6 +29,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--shape", choices=sorted(SHAPES), default="1b")
     p.add_argument("--objectives", nargs="+", default=["bgpo", "vrpo_ol"])
+    p.add_argument(
+        "--one-draw-objectives",
+        nargs="*",
+        default=[],
+        help="objectives measured at n_t = 1 only: they draw one mask per inner update "
+        "(diffu_grpo, wd1)",
+    )
     p.add_argument("--n-t", nargs="+", type=int, default=[1, 2, 4, 8, 16, 32, 64])
     p.add_argument(
         "--old-pass-n-t",
@@ -162,6 +169,7 @@ def run(args) -> None:
         print(text, flush=True)
 
     cases = [LikelihoodCase(o, n) for o in args.objectives for n in args.n_t]
+    cases += [LikelihoodCase(o, 1) for o in args.one_draw_objectives]
     cases += [LikelihoodCase("bgpo", n, separate_old_pass=True) for n in args.old_pass_n_t]
     rows, out_of_memory = [], set()
     for case in cases:

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from bgpo_lightning.modules import DiffusionRLModule
 from bgpo_lightning.modules.optim import OptimConfig
 from bgpo_lightning.modules.rollout import Rollout
+from bgpo_lightning.policy import frozen_copy
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class RandomRolloutRL(DiffusionRLModule):
     def __init__(self, policy, num_prompts: int, prompt_length: int, response_length: int, **kw):
         super().__init__(**kw)
         self.policy = policy  # the large random model, shared across cases
+        if self.reference is not None:  # a KL objective: its reference must be this model's
+            self.__dict__["reference"] = frozen_copy(policy)
         self.num_prompts = num_prompts
         self.prompt_length = prompt_length
         self.response_length = response_length
