@@ -52,7 +52,8 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
             ``stratified``, ``iid``, ``complementary``, ``sdmc``, ``one_step``, ``blockwise``);
             None uses the objective's default.
         estimator_settings: the estimator's own settings, e.g. ``{rule: gauss_legendre,
-            nodes: 3}`` for ``sdmc``.
+            nodes: 3}`` for ``sdmc``; ``blockwise``'s ``block_length`` defaults to the
+            rollout's.
         num_mc_samples: n_t, mask samples (forwards) per response and inner update.
         group_size: G, responses per prompt.
         micro_batch_size: responses per forward/backward in the likelihood phase.
@@ -116,7 +117,10 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
                 f"objective {objective!r} cannot use estimator {estimator_name!r}; "
                 f"it needs one of: {', '.join(allowed)}"
             )
-        mask_estimator = build_estimator(estimator_name, estimator_settings)
+        rollout = as_config(SamplerConfig, rollout, SamplerConfig(temperature=0.6))
+        # Block-wise masks (SPG) follow the generation blocks unless told otherwise.
+        context = {"block_length": rollout.block_length}
+        mask_estimator = build_estimator(estimator_name, estimator_settings, defaults=context)
         mask_estimator.check_num_samples(chosen.num_samples(num_mc_samples, num_inner_updates))
         super().__init__(policy, eval_sampler, optim, seed, use_chat_template)
         self.save_hyperparameters(
@@ -129,7 +133,7 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         self.group_size = group_size
         self.micro_batch_size = micro_batch_size
         self.num_inner_updates = num_inner_updates
-        self.rollout = as_config(SamplerConfig, rollout, SamplerConfig(temperature=0.6))
+        self.rollout = rollout
         self.share_masks_in_group = share_masks_in_group
         self.separate_old_pass = separate_old_pass
         self.on_reward_error = on_reward_error

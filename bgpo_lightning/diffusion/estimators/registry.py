@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +36,20 @@ def check_estimator(name: str) -> str:
     return name
 
 
-def build_estimator(name: str, settings: dict[str, Any] | None = None) -> MaskEstimator:
-    """The estimator ``name`` with its ``settings`` block (unknown names and keys: ConfigError)."""
+def build_estimator(
+    name: str, settings: dict[str, Any] | None = None, defaults: dict[str, Any] | None = None
+) -> MaskEstimator:
+    """The estimator ``name`` with its ``settings`` block (unknown names and keys: ConfigError).
+
+    Args:
+        name: a registry name.
+        settings: the user's settings block.
+        defaults: context the caller knows (the RL module passes the rollout's
+            ``block_length``); used for the estimator's settings of those names that
+            ``settings`` does not set, ignored for the others.
+    """
     cls = ESTIMATORS[check_estimator(name)]
-    return cls(build_settings(cls.Settings, f"estimator {name!r}", settings))
+    fields = {field.name for field in dataclasses.fields(cls.Settings)}
+    values = {k: v for k, v in (defaults or {}).items() if k in fields}
+    values.update(settings or {})
+    return cls(build_settings(cls.Settings, f"estimator {name!r}", values))
