@@ -4,6 +4,11 @@ The response starts fully masked and is split into blocks that are decoded left 
 block, every step asks the model for logits over the whole sequence, proposes a token for every
 position of the block, and commits the proposals at the most confident still-masked positions; the
 number committed per step follows a fixed schedule so the block is complete after its last step.
+With a confidence threshold, a step also commits every token above it, and a block ends as soon as
+it has no mask left.
+
+This module is the exact path: the full sequence is run at every step. ``config.cache`` hands the
+loop to ``cached_decoding``, which reuses keys and values of the positions outside the block.
 
 All work is batched over rows (no Python loop over rows), so B prompts x G responses can be
 flattened into one batch by the caller.
@@ -11,9 +16,12 @@ flattened into one batch by the caller.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
+
+if TYPE_CHECKING:
+    from bgpo_lightning.diffusion.cached_decoding import BlockModel
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps token ids ``(B, L)`` (long) to logits ``(B, L, V)`` of any floating dtype."""
@@ -23,6 +31,9 @@ WindowLogitsFn = Callable[[torch.Tensor, slice], torch.Tensor]
 
 Remasking = Literal["low_confidence", "random"]
 REMASKING_MODES: tuple[str, ...] = ("low_confidence", "random")
+
+CacheMode = Literal["none", "prefix", "dual"]
+CACHE_MODES: tuple[str, ...] = ("none", "prefix", "dual")
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,18 @@ class SamplerConfig:
         temperature: Sampling temperature; 0 means greedy (argmax) decoding.
         remasking: How to rank masked positions for unmasking: ``"low_confidence"`` commits the
             tokens the model is most sure of, ``"random"`` commits random positions.
+        threshold: Confidence-threshold parallel decoding: each step also commits every masked
+            token of the block whose confidence exceeds it, so a step commits
+            ``max(#above threshold, fixed schedule's count)`` tokens and a block ends early once
+            no row has a mask left in it (at most ``steps_per_block`` steps). ``None`` keeps the
+            fixed schedule; a value above 1 commits exactly what the fixed schedule commits.
+        cache: ``"none"`` runs the full sequence every step (exact). ``"prefix"`` runs the full
+            sequence at each block start (and refresh), caches the keys/values before the
+            block, and then runs only the block and what follows it. ``"dual"`` also caches the
+            keys/values after the block and runs only the block. Cached modes approximate the
+            exact sampler and need a model that supports them (``generate``'s ``block_model``).
+        cache_refresh_steps: With a cache, also rerun the full sequence every this many steps
+            within a block (it is always rerun at a block's first step); ``None`` never does.
     """
 
     gen_length: int = 16
@@ -43,6 +66,9 @@ class SamplerConfig:
     steps: int = 8
     temperature: float = 0.0
     remasking: Remasking = "low_confidence"
+    threshold: float | None = None
+    cache: CacheMode = "none"
+    cache_refresh_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.gen_length <= 0:
@@ -68,6 +94,31 @@ class SamplerConfig:
             raise ValueError(f"temperature must be finite and >= 0, got {self.temperature}")
         if self.remasking not in REMASKING_MODES:
             raise ValueError(f"remasking must be one of {REMASKING_MODES}, got {self.remasking!r}")
+        self._check_fast_decoding()
+
+    def _check_fast_decoding(self) -> None:
+        """Validates the threshold and cache settings."""
+        if self.threshold is not None:
+            if not self.threshold > 0:
+                raise ValueError(f"threshold must be > 0 or None, got {self.threshold}")
+            if self.remasking != "low_confidence":
+                raise ValueError("threshold needs remasking='low_confidence' (it thresholds p)")
+            # More steps than tokens would only add empty steps; with them, stopping early
+            # would shift the random stream and tau > 1 would no longer equal the fixed schedule.
+            if self.steps_per_block > self.block_length:
+                raise ValueError(
+                    f"threshold needs steps per block ({self.steps_per_block}) <= "
+                    f"block_length ({self.block_length})"
+                )
+        if self.cache not in CACHE_MODES:
+            raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
+        if self.cache_refresh_steps is not None:
+            if self.cache == "none":
+                raise ValueError("cache_refresh_steps needs cache='prefix' or 'dual'")
+            if self.cache_refresh_steps < 1:
+                raise ValueError(
+                    f"cache_refresh_steps must be >= 1 or None, got {self.cache_refresh_steps}"
+                )
 
     @property
     def num_blocks(self) -> int:
@@ -201,6 +252,46 @@ def block_logits_float64(
     return block
 
 
+def commit_step(
+    x: torch.Tensor,
+    logits: torch.Tensor,
+    mask_id: int,
+    start: int,
+    end: int,
+    count: torch.Tensor,
+    config: SamplerConfig,
+    generator: torch.Generator | None,
+) -> None:
+    """One denoising step: proposes tokens for the block and commits some of them in ``x``.
+
+    Args:
+        x: Current ids ``(B, L)``, updated in place.
+        logits: The block's float64 logits ``(B, end - start, V)`` (see ``block_logits_float64``).
+        mask_id: Id of the mask token.
+        start: First position of the block.
+        end: One past its last position.
+        count: ``(B,)`` tokens the fixed schedule commits at this step.
+        config: Sampler settings (temperature, remasking, threshold).
+        generator: Source of randomness.
+    """
+    tokens = _propose_tokens(logits, config.temperature, generator)
+    confidence = _confidence(logits, tokens, config.remasking, generator)
+    # Only masked positions of the current block compete; earlier blocks are done and later
+    # blocks wait their turn (they lie outside the slice).
+    still_masked = x[:, start:end] == mask_id
+    confidence = confidence.masked_fill(~still_masked, float("-inf"))
+    if config.threshold is not None:
+        # Never fewer than the fixed schedule, so tau > 1 (p <= 1) is exactly the fixed schedule.
+        count = torch.maximum(count, (confidence > config.threshold).sum(-1))
+    commit = select_top_k(confidence, count)
+    x[:, start:end] = torch.where(commit, tokens.to(x.dtype), x[:, start:end])
+
+
+def block_done(x: torch.Tensor, mask_id: int, start: int, end: int) -> bool:
+    """Whether no row has a mask left in the block (the step loop's one host sync per step)."""
+    return not bool((x[:, start:end] == mask_id).any())
+
+
 @torch.no_grad()
 def generate(
     logits_fn: LogitsFn,
@@ -209,12 +300,16 @@ def generate(
     config: SamplerConfig,
     generator: torch.Generator | None = None,
     windowed: bool = False,
+    block_model: "BlockModel | None" = None,
 ) -> torch.Tensor:
     """Generates ``config.gen_length`` response tokens after each prompt.
 
     Random draws per step, in order: Gumbel noise of shape ``(B, block_length, V)`` when
     ``temperature > 0``, then uniform confidences of shape ``(B, block_length)`` when
     ``remasking == "random"``. ``reference_generate`` draws the same, so both agree per seed.
+
+    With ``config.threshold`` set, a block stops as soon as it has no mask left: checking that
+    costs one host-device synchronisation per step; without a threshold there is none.
 
     Args:
         logits_fn: Bidirectional model, ``(B, L)`` ids -> ``(B, L, V)`` logits, called once per
@@ -229,10 +324,19 @@ def generate(
             and returning the current block's logits only: the model then skips the output
             projection of every other position (at LLaDA's vocabulary, a large share of a
             step's FLOPs). The results are the same as with full logits.
+        block_model: What a cached mode (``config.cache != "none"``) runs instead of
+            ``logits_fn`` (see ``bgpo_lightning.diffusion.cached_decoding``); ignored otherwise.
 
     Returns:
         ``(B, P + gen_length)`` tensor: the prompt followed by the generated response.
     """
+    if config.cache != "none":
+        # Imported here: the cached loop builds on this module's step functions.
+        from bgpo_lightning.diffusion.cached_decoding import cached_generate
+
+        if block_model is None:
+            raise ValueError(f"cache={config.cache!r} needs a block_model")
+        return cached_generate(block_model, prompt_ids, mask_id, config, generator)
     check_sampler_inputs(prompt_ids, mask_id, generator)
     batch, prompt_len = prompt_ids.shape
     x = prompt_ids.new_full((batch, prompt_len + config.gen_length), mask_id)
@@ -245,12 +349,7 @@ def generate(
         for step in range(config.steps_per_block):
             raw = logits_fn(x, slice(start, end)) if windowed else logits_fn(x)
             logits = block_logits_float64(raw, x, mask_id, start, end, windowed)
-            tokens = _propose_tokens(logits, config.temperature, generator)
-            confidence = _confidence(logits, tokens, config.remasking, generator)
-            # Only masked positions of the current block compete; earlier blocks are done and
-            # later blocks wait their turn (they lie outside the slice).
-            still_masked = x[:, start:end] == mask_id
-            confidence = confidence.masked_fill(~still_masked, float("-inf"))
-            commit = select_top_k(confidence, schedule[:, step])
-            x[:, start:end] = torch.where(commit, tokens.to(x.dtype), x[:, start:end])
+            commit_step(x, logits, mask_id, start, end, schedule[:, step], config, generator)
+            if config.threshold is not None and block_done(x, mask_id, start, end):
+                break
     return x

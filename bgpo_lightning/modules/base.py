@@ -11,7 +11,13 @@ from bgpo_lightning.diffusion.sampler import SamplerConfig, generate
 from bgpo_lightning.modules.hparams import as_config
 from bgpo_lightning.modules.metrics import MeanWithStdError
 from bgpo_lightning.modules.optim import OptimConfig, build_optimizer
-from bgpo_lightning.policy import PolicySpec, build_policy, decode_responses, encode_prompts
+from bgpo_lightning.policy import (
+    BlockKVCache,
+    PolicySpec,
+    build_policy,
+    decode_responses,
+    encode_prompts,
+)
 from bgpo_lightning.tasks import Example, Task
 
 
@@ -112,7 +118,12 @@ class DiffusionPolicyModule(L.LightningModule):
         config: SamplerConfig,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Responses ``(N, gen_length)`` for left-padded prompts."""
+        """Responses ``(N, gen_length)`` for left-padded prompts.
+
+        ``config.cache`` picks the exact sampler (``"none"``) or a block-cached one, and
+        ``config.threshold`` the fixed or the confidence-threshold schedule; both are part of
+        the ``rollout``/``eval_sampler`` settings, so they are logged with the hyperparameters.
+        """
         full_mask = torch.cat(
             [prompt_mask, prompt_mask.new_ones(prompt_mask.shape[0], config.gen_length)], dim=1
         )
@@ -120,8 +131,17 @@ class DiffusionPolicyModule(L.LightningModule):
         def block_logits(x: torch.Tensor, block: slice) -> torch.Tensor:
             return self.policy(x, full_mask, logits_to_keep=block)
 
+        block_model = (
+            BlockKVCache(self.policy, full_mask, config.cache) if config.cache != "none" else None
+        )
         out = generate(
-            block_logits, prompt_ids, self.policy.mask_token_id, config, generator, windowed=True
+            block_logits,
+            prompt_ids,
+            self.policy.mask_token_id,
+            config,
+            generator,
+            windowed=True,
+            block_model=block_model,
         )
         return out[:, prompt_ids.shape[1] :]
 

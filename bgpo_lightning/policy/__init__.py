@@ -1,5 +1,6 @@
 """The diffusion LM policy: building, loading, tokenizing."""
 
+from bgpo_lightning.policy.block_cache import BlockKVCache
 from bgpo_lightning.policy.diffusion_lm import DiffusionLM
 from bgpo_lightning.policy.model import (
     TinyModelConfig,
@@ -13,6 +14,7 @@ from bgpo_lightning.policy.text import decode_responses, encode_prompts, encode_
 from bgpo_lightning.policy.tokenizer import build_char_tokenizer
 
 __all__ = [
+    "BlockKVCache",
     "DiffusionLM",
     "PolicySpec",
     "TinyModelConfig",

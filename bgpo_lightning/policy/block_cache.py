@@ -1,0 +1,156 @@
+"""Block key/value caching for the project's bidirectional transformers models (Llama-shaped).
+
+A refresh runs the whole sequence once and keeps the keys and values (already rotated by RoPE)
+of the positions outside the current block: before it (``"prefix"``), or before and after it
+(``"dual"``). A step then runs only the block (``"dual"``), or the block and everything after it
+(``"prefix"``, as in Fast-dLLM), with attention over the kept keys plus its own. Attention stays
+bidirectional and left padding stays hidden because every call gets explicit position ids and a
+4-D boolean key mask, which transformers uses as given.
+
+The cache is handed to the model as its ``cache``/``past_key_values`` argument: the attention
+layers call its ``update`` with their new keys and values and attend to what it returns.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Literal
+
+import torch
+
+from bgpo_lightning.policy.diffusion_lm import DiffusionLM
+
+
+class _ContextKeyValues:
+    """Keys and values of the context positions, per layer, as a transformers cache sees them.
+
+    While recording, ``update`` keeps the context positions of the full sequence's keys and
+    values and returns them unchanged (a plain forward). Afterwards it prepends the kept
+    context to the new tokens' keys and values and stores nothing, so every step sees the same
+    context. The context's keys come first, in the order of ``context``.
+    """
+
+    def __init__(self, context: list[slice], context_length: int) -> None:
+        self.context = context
+        self.context_length = context_length
+        self.recording = True
+        self.keys: dict[int, torch.Tensor] = {}
+        self.values: dict[int, torch.Tensor] = {}
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Called by every attention layer with its ``(B, H, T, D)`` keys and values."""
+        if self.recording:
+            self.keys[layer_idx] = torch.cat([key_states[:, :, s] for s in self.context], dim=2)
+            self.values[layer_idx] = torch.cat([value_states[:, :, s] for s in self.context], 2)
+            return key_states, value_states
+        return (
+            torch.cat([self.keys[layer_idx], key_states], dim=2),
+            torch.cat([self.values[layer_idx], value_states], dim=2),
+        )
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Tokens seen before the new ones (transformers 4.x asks to place cache positions)."""
+        return 0 if self.recording else self.context_length
+
+
+class BlockKVCache:
+    """Serves a sampler's block logits from a policy, caching what lies outside the block.
+
+    Implements ``bgpo_lightning.diffusion.cached_decoding.BlockModel``.
+
+    Args:
+        policy: The bidirectional policy; its transformers model must take a key/value cache
+            (Llama/Qwen2-shaped models built or loaded by ``policy.model``).
+        attention_mask: ``(B, L)`` with 0 at left padding, over prompt + response, or None.
+        mode: ``"prefix"`` or ``"dual"`` (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        policy: DiffusionLM,
+        attention_mask: torch.Tensor | None,
+        mode: Literal["prefix", "dual"],
+    ) -> None:
+        if mode not in ("prefix", "dual"):
+            raise ValueError(f"mode must be 'prefix' or 'dual', got {mode!r}")
+        self.model = policy.model
+        self.mode = mode
+        self.attention_mask = attention_mask
+        parameters = inspect.signature(self.model.forward).parameters
+        # transformers 5 renamed `past_key_values` to `cache` (the old name still works a while).
+        if "cache" in parameters:
+            self._cache_argument = "cache"
+        elif "past_key_values" in parameters:
+            self._cache_argument = "past_key_values"
+        else:
+            raise ValueError(f"{type(self.model).__name__} takes no key/value cache")
+        if "logits_to_keep" not in parameters:
+            raise ValueError(f"{type(self.model).__name__} cannot keep only the block's logits")
+        self._context: _ContextKeyValues | None = None
+        self._block: tuple[int, int] | None = None
+
+    def _keep_and_positions(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, L)`` key mask and position ids, counted from the first real token as in
+        ``DiffusionLM``."""
+        if self.attention_mask is None:
+            keep = torch.ones_like(x, dtype=torch.bool)
+        else:
+            if self.attention_mask.shape != x.shape:
+                raise ValueError(
+                    f"attention_mask {tuple(self.attention_mask.shape)} does not match the "
+                    f"sequence {tuple(x.shape)}"
+                )
+            keep = self.attention_mask.bool()
+        return keep, (keep.long().cumsum(dim=-1) - 1).clamp_min(0)
+
+    def _run(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        key_mask: torch.Tensor,
+        cache: _ContextKeyValues,
+        logits_to_keep: torch.Tensor | int,
+    ) -> torch.Tensor:
+        """One forward of ``ids`` against ``cache``; ``key_mask`` ``(B, K)`` covers all keys."""
+        # A 4-D mask is used as given (a 2-D one would be made causal): every query sees every
+        # unpadded key.
+        mask = key_mask[:, None, None, :].expand(-1, 1, ids.shape[1], -1)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=logits_to_keep,
+            **{self._cache_argument: cache},
+        )
+        return out.logits if hasattr(out, "logits") else out[0]
+
+    def _context_slices(self, length: int, start: int, end: int) -> list[slice]:
+        return [slice(0, start)] + ([slice(end, length)] if self.mode == "dual" else [])
+
+    def refresh(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Runs the full sequence, keeps the context's keys/values, returns the block's logits."""
+        keep, positions = self._keep_and_positions(x)
+        context = self._context_slices(x.shape[1], start, end)
+        length = sum(s.stop - s.start for s in context)
+        self._context = _ContextKeyValues(context, length)
+        block = torch.arange(start, end, device=x.device)
+        logits = self._run(x, positions, keep, self._context, block)
+        self._context.recording = False
+        self._block = (start, end)
+        return logits
+
+    def step(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """The block's logits from the current tokens of the block (and, for ``"prefix"``, of
+        the suffix), attending to the context kept at the last refresh."""
+        if self._context is None or self._block != (start, end):
+            raise RuntimeError(f"step for block {(start, end)} without a refresh of that block")
+        keep, positions = self._keep_and_positions(x)
+        stop = x.shape[1] if self.mode == "prefix" else end
+        context_mask = torch.cat([keep[:, s] for s in self._context.context], dim=1)
+        key_mask = torch.cat([context_mask, keep[:, start:stop]], dim=1)
+        # The block comes first among the queries, so its logits are the first ones.
+        block = torch.arange(end - start, device=x.device)
+        return self._run(x[:, start:stop], positions[:, start:stop], key_mask, self._context, block)
