@@ -5,6 +5,43 @@
 
 Writes ``likelihood.csv``, ``rollout.json``, ``system.json``, ``table.md`` and
 ``benchmark.png`` (when matplotlib is installed) under ``--out`` and prints the table.
+
+Rollout modes (issue 11): ``--rollout-modes`` times one rollout per sampler mode on the same
+random model and prompts (``rows / --group-size`` prompts, each repeated G times), after the
+likelihood cases, and writes ``rollout_modes.csv`` and ``rollout_modes.md`` (also printed):
+
+    python -m experiments.gpu_benchmark --shape 1b --objectives bgpo --n-t 16 --old-pass-n-t \
+        --rollout-steps 0 --compare-steps 0 --rollout-mode-steps 256 --rollout-rows 16 64 \
+        --rollout-modes exact prefix dual threshold0.9 threshold0.95 prefix+threshold0.9 \
+        dual+threshold0.9 \
+        --compile-modes dual dual+threshold0.9 --out runs/gpu_benchmark/modes_1b
+
+--rollout-modes NAME ...   modes to time (default: none). A name is ``+``-joined parts of
+                           ``exact`` (no cache), ``prefix`` / ``dual`` (block KV cache),
+                           ``threshold<tau>`` (confidence-threshold decoding) and
+                           ``refresh<k>`` (rerun the full sequence every k steps of a block);
+                           e.g. ``exact``, ``prefix``, ``dual+threshold0.9``,
+                           ``prefix+refresh1`` (the exact sampler's tokens).
+--compile-modes NAME ...   also time these modes with ``torch.compile`` of the model forward
+                           (each is timed with and without); a failed compile is recorded in
+                           the row's status.
+--compile                  time every mode with and without ``torch.compile``.
+--rollout-rows N ...       batch sizes to time (default: --num-prompts x --group-size).
+--rollout-mode-steps STEPS diffusion steps of the modes (default: --rollout-steps, which
+                           0 sets to skip the vectorised-vs-reference rollout timing).
+--modes-warmup-steps-per-block K
+                           the warm-up rollout runs K steps per block (every shape the timed
+                           rollout runs; default 2); 0 warms up with the full timed rollout.
+--likelihood-s S           seconds of BGPO's likelihood phase at n_t = 16 for --num-prompts x
+                           --group-size rows, for the rollout's share of a step when this run
+                           measures no ``bgpo`` n_t = 16 case (``--n-t`` with no value measures
+                           no likelihood case at all).
+
+Each row has the mode, rows, generation length, block, steps, seconds, generated tokens/s,
+speed-up over the eager exact sampler at the same rows, model forwards (full-sequence ones
+apart), peak memory, the fraction of prompt groups with two identical responses (only
+meaningful on a trained model: a random one's logits are near uniform), the fraction of
+response tokens that differ from the exact sampler's, and the rollout's share of a BGPO step.
 """
 
 from __future__ import annotations
@@ -20,7 +57,15 @@ import torch
 from bgpo_lightning.diffusion.sampler import SamplerConfig
 from bgpo_lightning.policy import DiffusionLM, build_tiny_model
 from experiments.gpu_benchmark.likelihood import LikelihoodCase, measure_likelihood
-from experiments.gpu_benchmark.report import markdown_table, plot, read_csv, write_csv
+from experiments.gpu_benchmark.modes import measure_modes, mode_argument
+from experiments.gpu_benchmark.report import (
+    markdown_table,
+    mode_table,
+    plot,
+    read_csv,
+    write_csv,
+    write_mode_csv,
+)
 from experiments.gpu_benchmark.rollout import measure_rollout, profile_rollout
 from experiments.gpu_benchmark.shapes import SHAPES
 
@@ -36,7 +81,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="objectives measured at n_t = 1 only: they draw one mask per inner update "
         "(diffu_grpo, wd1)",
     )
-    p.add_argument("--n-t", nargs="+", type=int, default=[1, 2, 4, 8, 16, 32, 64])
+    p.add_argument(
+        "--n-t",
+        nargs="*",
+        type=int,
+        default=[1, 2, 4, 8, 16, 32, 64],
+        help="n_t of the likelihood cases; none (empty) skips them",
+    )
     p.add_argument(
         "--old-pass-n-t",
         nargs="*",
@@ -72,6 +123,29 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="also write profile.txt: top GPU ops of a short rollout of each sampler",
     )
+    p.add_argument(
+        "--rollout-modes",
+        nargs="*",
+        type=mode_argument,
+        default=[],
+        metavar="NAME",
+        help="sampler modes to time (see above), e.g. exact prefix dual dual+threshold0.9",
+    )
+    p.add_argument(
+        "--compile-modes",
+        nargs="*",
+        type=mode_argument,
+        default=[],
+        metavar="NAME",
+        help="modes also timed with torch.compile of the model forward",
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="time every mode with and without torch.compile"
+    )
+    p.add_argument("--rollout-rows", nargs="+", type=int, default=None, metavar="N")
+    p.add_argument("--rollout-mode-steps", type=int, default=None, metavar="STEPS")
+    p.add_argument("--modes-warmup-steps-per-block", type=int, default=2, metavar="K")
+    p.add_argument("--likelihood-s", type=float, default=None, metavar="S")
     p.add_argument("--device", default="cuda", help="cpu only for a smoke test (--shape tiny)")
     p.add_argument("--plot-only", type=Path, default=None, metavar="DIR")
     return p.parse_args(argv)
@@ -212,7 +286,55 @@ def run(args) -> None:
         print(json.dumps(row), flush=True)
         write_csv(rows, args.out / "likelihood.csv")
     (args.out / "system.json").write_text(json.dumps(system, indent=1))
-    report(args.out)
+    if rows:
+        report(args.out)
+    if args.rollout_modes or args.compile_modes:
+        run_modes(args, policy, rows)
+
+
+def _timed_modes(args) -> list:
+    """``(mode, compiled)`` pairs: every mode eager in the order given, then the compiled ones
+    (their compile time last, so a run cut short still has every eager row printed)."""
+    names = {m.name for m in args.compile_modes}
+    modes = list(dict.fromkeys(args.rollout_modes + args.compile_modes))
+    compiled = [(m, True) for m in modes if args.compile or m.name in names]
+    return [(m, False) for m in modes] + compiled
+
+
+def run_modes(args, policy: DiffusionLM, likelihood_rows: list[dict]) -> None:
+    """Times every rollout mode; writes ``rollout_modes.csv`` and ``rollout_modes.md``."""
+    rows_per_step = args.num_prompts * args.group_size
+    bgpo_16 = [
+        r["likelihood_s"]
+        for r in likelihood_rows
+        if r["case"] == "bgpo" and r["n_t"] == 16 and r["status"] == "ok"
+    ]
+    likelihood_s = bgpo_16[0] if bgpo_16 else args.likelihood_s
+    # Lightning's teardown after a likelihood case leaves the shared policy on the CPU.
+    policy.to(torch.device(args.device))
+    base = SamplerConfig(
+        args.response_length,
+        args.block_length,
+        args.rollout_mode_steps or args.rollout_steps,
+        temperature=0.6,
+    )
+    rows = measure_modes(
+        policy,
+        _timed_modes(args),
+        rows_list=args.rollout_rows or [rows_per_step],
+        prompt_length=args.prompt_length,
+        base=base,
+        group_size=args.group_size,
+        seed=args.seed,
+        warmup_steps_per_block=args.modes_warmup_steps_per_block,
+        likelihood_s=math.nan if likelihood_s is None else likelihood_s,
+        likelihood_rows=rows_per_step,
+        on_row=lambda row: print(json.dumps(row), flush=True),
+    )
+    write_mode_csv(rows, args.out / "rollout_modes.csv")
+    table = mode_table(rows, args.group_size)
+    (args.out / "rollout_modes.md").write_text(table)
+    print(table, flush=True)
 
 
 def report(out: Path) -> None:

@@ -108,3 +108,66 @@ def plot(rows: list[dict], path: Path, title: str, memory_limit_gib: float | Non
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+MODE_COLUMNS = [
+    "mode",
+    "compile",
+    "rows",
+    "gen_length",
+    "block_length",
+    "steps",
+    "temperature",
+    "status",
+    "seconds",
+    "warmup_s",
+    "tok_s",
+    "speedup_vs_exact",
+    "forwards",
+    "full_forwards",
+    "peak_gib",
+    "groups_with_duplicate",
+    "tokens_differ_vs_exact",
+    "likelihood_s",
+    "rollout_fraction_of_step",
+]
+
+
+def write_mode_csv(rows: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=MODE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def mode_table(rows: list[dict], group_size: int) -> str:
+    """Markdown table of the rollout modes, with what its columns mean."""
+    header = (
+        "| mode | compile | rows | gen | block | steps | status | s | tok/s | speed-up | "
+        "forwards (full) | peak GiB | dup. groups | tokens ≠ exact | rollout / BGPO step |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        forwards = f"{r['forwards']} ({r['full_forwards']})" if "forwards" in r else "–"
+        lines.append(
+            f"| {r['mode']} | {'yes' if r['compile'] else 'no'} | {r['rows']} | "
+            f"{r['gen_length']} | {r['block_length']} | {r['steps']} | {r['status']} | "
+            f"{_cell(r.get('seconds', math.nan), 3)} | {_cell(r.get('tok_s', math.nan), 0)} | "
+            f"{_cell(r['speedup_vs_exact'], 2)} | {forwards} | "
+            f"{_cell(r.get('peak_gib', math.nan), 1)} | "
+            f"{_cell(r.get('groups_with_duplicate', math.nan), 2)} | "
+            f"{_cell(r['tokens_differ_vs_exact'], 3)} | "
+            f"{_cell(r['rollout_fraction_of_step'], 2)} |"
+        )
+    notes = (
+        "\nSeconds of one rollout after a warm-up rollout, CUDA-synchronised. Speed-up and "
+        "tokens ≠ exact: against the eager exact sampler at the same rows and seed. Forwards: "
+        "model calls, in brackets those over the full sequence (exact steps, cache refreshes). "
+        f"Dup. groups: fraction of prompts whose {group_size} responses (temperature as in the "
+        "table's config) include two identical ones; a random model's logits are near "
+        "uniform, so it is only meaningful on a trained model. Rollout / BGPO step: rollout "
+        "seconds over rollout + BGPO likelihood phase at n_t = 16, scaled linearly to the "
+        "rows.\n"
+    )
+    return header + "\n".join(lines) + "\n" + notes

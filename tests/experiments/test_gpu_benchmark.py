@@ -1,13 +1,17 @@
-"""CPU smoke test of the GPU benchmark (tiny shape): rows, OOM handling, FLOP count, outputs."""
+"""CPU smoke test of the GPU benchmark (tiny shape): rows, OOM handling, FLOP count, outputs,
+rollout modes."""
 
 from __future__ import annotations
 
+import csv
 import json
 
+import pytest
 import torch
 
+from bgpo_lightning.diffusion.sampler import SamplerConfig
 from experiments.gpu_benchmark import __main__ as bench
-from experiments.gpu_benchmark import likelihood
+from experiments.gpu_benchmark import likelihood, modes
 from experiments.gpu_benchmark.report import read_csv
 from experiments.gpu_benchmark.shapes import SHAPES
 
@@ -59,3 +63,55 @@ def test_cpu_run_writes_rows_and_records_oom_without_crashing(tmp_path, monkeypa
     comparison = json.loads((out / "rollout.json").read_text())["comparison"]
     assert comparison["full_logits_same_tokens_as_reference"]
     assert comparison["windowed_same_tokens_as_reference"]
+
+
+def test_mode_names_parse_into_sampler_settings():
+    base = SamplerConfig(gen_length=8, block_length=4, steps=4)
+    config = modes.parse_mode("dual+threshold0.9+refresh2").config(base)
+    assert (config.cache, config.threshold, config.cache_refresh_steps) == ("dual", 0.9, 2)
+    exact = modes.parse_mode("exact").config(base)
+    assert (exact.cache, exact.threshold, exact.cache_refresh_steps) == ("none", None, None)
+    assert modes.parse_mode("threshold0.95").threshold == 0.95
+    for bad in ("fast", "prefix+dual", "exact+refresh1", "threshold"):
+        with pytest.raises(ValueError):
+            modes.parse_mode(bad)
+
+
+def test_cpu_rollout_modes_rows_speedup_and_a_cache_refreshed_every_step(tmp_path, monkeypatch):
+    def no_compile(fn, **kwargs):
+        raise RuntimeError("simulated compile failure")
+
+    monkeypatch.setattr(torch, "compile", no_compile)
+    out = tmp_path / "modes"
+    bench.main(
+        [
+            "--device", "cpu", "--shape", "tiny", "--prompt-length", "4",
+            "--response-length", "8", "--block-length", "4", "--rollout-steps", "0",
+            "--compare-steps", "0", "--rollout-mode-steps", "4", "--n-t", "--old-pass-n-t",
+            "--group-size", "4", "--rollout-rows", "4", "8", "--likelihood-s", "2.0",
+            "--rollout-modes", "exact", "prefix+refresh1", "dual+threshold0.9",
+            "--compile-modes", "dual", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert not (out / "likelihood.csv").exists()
+    with (out / "rollout_modes.csv").open(newline="") as f:
+        rows = {(r["mode"], r["compile"], int(r["rows"])): r for r in csv.DictReader(f)}
+    names = ["exact", "prefix+refresh1", "dual+threshold0.9", "dual"]
+    assert set(rows) == {(m, "False", n) for m in names for n in (4, 8)} | {
+        ("dual", "True", n) for n in (4, 8)
+    }
+    for n in (4, 8):
+        assert float(rows["exact", "False", n]["speedup_vs_exact"]) == 1.0
+        refreshed = rows["prefix+refresh1", "False", n]
+        # A cache rerun at every step is the exact sampler: the same tokens from the same seed.
+        assert float(refreshed["tokens_differ_vs_exact"]) == 0.0
+        assert refreshed["forwards"] == refreshed["full_forwards"] == "4"
+        fast = rows["dual+threshold0.9", "False", n]
+        assert fast["status"] == "ok" and float(fast["speedup_vs_exact"]) > 0
+        assert int(fast["full_forwards"]) == 2  # one refresh per block
+        assert 0 <= float(fast["groups_with_duplicate"]) <= 1
+        assert 0 < float(fast["rollout_fraction_of_step"]) < 1
+        assert float(fast["likelihood_s"]) == 2.0 * n / 8  # measured for 2 prompts x 4
+        assert rows["dual", "True", n]["status"].startswith("error: RuntimeError: simulated")
+    table = (out / "rollout_modes.md").read_text()
+    assert table.count("\n| dual+threshold0.9 | no |") == 2

@@ -1,0 +1,287 @@
+"""Rollout time of each sampler mode (exact, block caches, confidence threshold, compiled).
+
+A mode is named by ``+``-joined parts, each one of ``exact``, ``prefix``, ``dual``,
+``threshold<tau>`` and ``refresh<k>``: ``dual+threshold0.9`` is the dual cache with threshold
+decoding at tau = 0.9, ``prefix+refresh1`` a prefix cache rerun at every step (which gives the
+exact sampler's tokens). Every mode runs on the same random model and prompts: ``rows / G``
+prompts, each repeated G times as in the RL loop, so the timed rollout also shows how often two
+of a prompt's G responses are identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import math
+import re
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+
+from bgpo_lightning.diffusion.sampler import SamplerConfig, generate
+from bgpo_lightning.policy.block_cache import BlockKVCache
+
+_PART = re.compile(r"(exact|prefix|dual)|threshold(\d+(?:\.\d*)?|\.\d+)|refresh(\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutMode:
+    """A sampler mode: its name and the settings it changes in a ``SamplerConfig``."""
+
+    name: str
+    cache: str = "none"
+    threshold: float | None = None
+    refresh_steps: int | None = None
+
+    def config(self, base: SamplerConfig) -> SamplerConfig:
+        return dataclasses.replace(
+            base, cache=self.cache, threshold=self.threshold, cache_refresh_steps=self.refresh_steps
+        )
+
+
+def parse_mode(name: str) -> RolloutMode:
+    """``RolloutMode`` of a name such as ``dual+threshold0.9``; ``ValueError`` if malformed."""
+    cache, threshold, refresh, seen = None, None, None, set()
+    for part in name.split("+"):
+        match = _PART.fullmatch(part)
+        if match is None:
+            raise ValueError(
+                f"unknown part {part!r} of mode {name!r}: expected exact, prefix, dual, "
+                "threshold<tau> or refresh<k>"
+            )
+        kind = match.group(1) or ("threshold" if match.group(2) else "refresh")
+        key = "cache" if kind in ("exact", "prefix", "dual") else kind
+        if key in seen:
+            raise ValueError(f"mode {name!r} sets its {key} twice")
+        seen.add(key)
+        if key == "cache":
+            cache = kind
+        elif kind == "threshold":
+            threshold = float(match.group(2))
+        else:
+            refresh = int(match.group(3))
+    if refresh is not None and cache not in ("prefix", "dual"):
+        raise ValueError(f"mode {name!r}: refresh<k> needs prefix or dual")
+    return RolloutMode(name, "none" if cache in (None, "exact") else cache, threshold, refresh)
+
+
+def mode_argument(name: str) -> RolloutMode:
+    """``parse_mode`` for argparse (a clean error message instead of a traceback)."""
+    try:
+        return parse_mode(name)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+class _Counting:
+    """Counts the model forwards of a rollout (Python ints: no host-device synchronisation)."""
+
+    def __init__(self, block_model=None) -> None:
+        self.block_model = block_model
+        self.full = 0  # forwards of the whole sequence (exact steps and cache refreshes)
+        self.cached = 0  # forwards of the block (and suffix) against the cache
+
+    def refresh(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        self.full += 1
+        return self.block_model.refresh(x, start, end)
+
+    def step(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        self.cached += 1
+        return self.block_model.step(x, start, end)
+
+
+def group_prompts(
+    rows: int, group_size: int, prompt_length: int, mask_id: int, device: torch.device
+) -> torch.Tensor:
+    """``rows / group_size`` random prompts, each repeated ``group_size`` times in a row."""
+    if rows % group_size:
+        raise ValueError(f"rows ({rows}) must be a multiple of the group size ({group_size})")
+    generator = torch.Generator(device=device).manual_seed(0)
+    prompts = torch.randint(
+        0, mask_id, (rows // group_size, prompt_length), generator=generator, device=device
+    )
+    return prompts.repeat_interleave(group_size, dim=0)
+
+
+def rollout(policy, prompts: torch.Tensor, config: SamplerConfig, seed: int):
+    """Responses ``(rows, gen_length)`` of one rollout, and its forward counter."""
+    device = prompts.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    def block_logits(x: torch.Tensor, block: slice) -> torch.Tensor:
+        counter.full += 1
+        return policy(x, logits_to_keep=block)
+
+    counter = _Counting(
+        BlockKVCache(policy, None, config.cache) if config.cache != "none" else None
+    )
+    out = generate(
+        block_logits,
+        prompts,
+        policy.mask_token_id,
+        config,
+        generator,
+        windowed=True,
+        block_model=counter if config.cache != "none" else None,
+    )
+    return out[:, prompts.shape[1] :], counter
+
+
+def duplicate_group_fraction(responses: torch.Tensor, group_size: int) -> float:
+    """Fraction of prompt groups in which two of the ``group_size`` responses are identical."""
+    groups = responses.view(-1, group_size, responses.shape[-1])
+    duplicated = [torch.unique(g, dim=0).shape[0] < group_size for g in groups]
+    return sum(duplicated) / len(duplicated)
+
+
+@contextlib.contextmanager
+def compiled_forward(policy) -> Iterator[None]:
+    """``torch.compile`` of the transformers model's forward, undone on exit."""
+    model = policy.model
+    model.forward = torch.compile(model.forward)  # an instance attribute shadows the method
+    try:
+        yield
+    finally:
+        del model.forward
+        torch._dynamo.reset()
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _warmup_config(config: SamplerConfig, steps_per_block: int) -> SamplerConfig:
+    """The timed config with fewer steps per block: every shape of the timed rollout (a full
+    forward and a cached step per block) at a fraction of its cost; 0 keeps the timed config."""
+    if steps_per_block <= 0 or steps_per_block >= config.steps_per_block:
+        return config
+    return dataclasses.replace(config, steps=steps_per_block * config.num_blocks)
+
+
+@torch.no_grad()
+def measure_mode(
+    policy,
+    mode: RolloutMode,
+    *,
+    compile: bool,
+    prompts: torch.Tensor,
+    base: SamplerConfig,
+    group_size: int,
+    seed: int,
+    warmup_steps_per_block: int,
+) -> tuple[dict, torch.Tensor | None]:
+    """One row: a warm-up rollout, then one timed rollout; errors go into ``status``."""
+    device = prompts.device
+    cuda = device.type == "cuda"
+    config = mode.config(base)
+    rows = prompts.shape[0]
+    row = {
+        "mode": mode.name,
+        "compile": compile,
+        "rows": rows,
+        "gen_length": config.gen_length,
+        "block_length": config.block_length,
+        "steps": config.steps,
+        "temperature": config.temperature,
+        "status": "ok",
+    }
+    responses = None
+    policy.eval()
+    try:
+        with compiled_forward(policy) if compile else contextlib.nullcontext():
+            start = time.perf_counter()
+            rollout(policy, prompts, _warmup_config(config, warmup_steps_per_block), seed)
+            _synchronize(device)
+            row["warmup_s"] = time.perf_counter() - start
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            start = time.perf_counter()
+            responses, counter = rollout(policy, prompts, config, seed)
+            _synchronize(device)
+            seconds = time.perf_counter() - start
+    except torch.OutOfMemoryError:
+        row["status"] = "OOM"
+    except Exception as error:  # a failed compile (or mode) is a row, not a crash
+        row["status"] = f"error: {type(error).__name__}: {error}".replace("\n", " ")[:300]
+    finally:
+        policy.train()
+    if responses is None:
+        if cuda:
+            torch.cuda.empty_cache()
+        return row, None
+    row.update(
+        seconds=seconds,
+        tok_s=rows * config.gen_length / seconds,
+        forwards=counter.full + counter.cached,
+        full_forwards=counter.full,
+        peak_gib=torch.cuda.max_memory_allocated(device) / 2**30 if cuda else math.nan,
+        groups_with_duplicate=duplicate_group_fraction(responses, group_size),
+    )
+    return row, responses
+
+
+def measure_modes(
+    policy,
+    modes: list[tuple[RolloutMode, bool]],
+    *,
+    rows_list: list[int],
+    prompt_length: int,
+    base: SamplerConfig,
+    group_size: int,
+    seed: int,
+    warmup_steps_per_block: int,
+    likelihood_s: float,
+    likelihood_rows: int,
+    on_row: Callable[[dict], None] = lambda row: None,
+) -> list[dict]:
+    """Rows of every ``(mode, compiled)`` at every batch size, with the comparisons to exact.
+
+    Args:
+        modes: Modes to time, each eager (False) or through ``torch.compile`` (True).
+        likelihood_s: Seconds of BGPO's likelihood phase (n_t = 16) for ``likelihood_rows``
+            responses, scaled linearly to each row count; NaN leaves the step fraction empty.
+        on_row: Called with each row as soon as it is measured.
+    """
+    device = next(policy.parameters()).device
+    rows_out = []
+    for rows in rows_list:
+        prompts = group_prompts(rows, group_size, prompt_length, policy.mask_token_id, device)
+        exact = None
+        measured = []
+        for mode, compile in modes:
+            row, responses = measure_mode(
+                policy,
+                mode,
+                compile=compile,
+                prompts=prompts,
+                base=base,
+                group_size=group_size,
+                seed=seed,
+                warmup_steps_per_block=warmup_steps_per_block,
+            )
+            measured.append((row, responses))
+            if mode.cache == "none" and mode.threshold is None and not compile and exact is None:
+                exact = (row, responses)
+            on_row(row)
+        for row, responses in measured:
+            _compare(row, responses, exact)
+            scaled = likelihood_s * rows / likelihood_rows
+            row["likelihood_s"] = scaled
+            row["rollout_fraction_of_step"] = row.get("seconds", math.nan) / (
+                row.get("seconds", math.nan) + scaled
+            )
+            rows_out.append(row)
+    return rows_out
+
+
+def _compare(row: dict, responses: torch.Tensor | None, exact) -> None:
+    """Speed-up over the eager exact sampler at the same rows, and the tokens that differ."""
+    row["speedup_vs_exact"] = math.nan
+    row["tokens_differ_vs_exact"] = math.nan
+    if exact is None or responses is None or exact[1] is None:
+        return
+    row["speedup_vs_exact"] = exact[0]["seconds"] / row["seconds"]
+    row["tokens_differ_vs_exact"] = float((responses != exact[1]).float().mean())
