@@ -1,0 +1,547 @@
+"""Accuracy check of the fast samplers against the exact one (issue 11, part 5).
+
+    python -m experiments.sampler_accuracy                # writes docs/sampler_accuracy.md
+    python -m experiments.sampler_accuracy --num-test 256 --no-d1
+
+For the Sudoku SFT warm start of the embedded default, on fixed held-out puzzles, every sampler
+mode (exact, prefix cache, dual cache, confidence threshold 0.9, dual cache + threshold 0.9) is
+measured the same way:
+
+- greedy cell accuracy (the task's accuracy) per puzzle, its mean and standard error, and the
+  paired difference to the exact sampler with its paired standard error;
+- G temperature-1.0 rollouts per puzzle from a fixed seed: the mean reward (per-puzzle means
+  are the paired unit), the paired difference to exact, and the fraction of puzzles whose G
+  responses contain two identical ones;
+- the number of model forwards (a forward hook on the transformers model, which both the exact
+  and the cached path call) and the wall seconds, reported as ratios to exact.
+
+Splits: the embedded default's generated test split (``PromptDataModule`` with the settings of
+``experiments/configs/sudoku_bgpo.yaml``), and d1's Sudoku test file when
+``../shared/datasets/sudoku/test.jsonl`` is there (its rows fit the compact template).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from bgpo_lightning.diffusion.sampler import SamplerConfig
+from bgpo_lightning.modules import DiffusionRLModule
+from bgpo_lightning.policy import decode_responses
+from bgpo_lightning.tasks import Example, Task
+from bgpo_lightning.tasks.datamodule import PromptDataModule
+from experiments.paired import paired_difference
+
+DOC = Path("docs/sampler_accuracy.md")
+CSV_DIR = Path("docs/sampler_accuracy")
+D1_TEST = Path("../shared/datasets/sudoku/test.jsonl")
+TASK_KWARGS = {
+    "prompt_template": "Sudoku {puzzle}=",
+    "target_template": "{solution}",
+    "reward_mode": "lenient",
+}
+"""The compact format and reward of ``experiments/configs/sudoku_bgpo.yaml``."""
+SHAPE = {"gen_length": 16, "block_length": 8, "steps": 8}
+"""The embedded default's sampler shape."""
+TOLERANCE = 0.01
+"""One point: the issue's bound on the accuracy or reward a fast mode may lose."""
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One sampler setting under test.
+
+    Attributes:
+        name: Row label.
+        cache: ``SamplerConfig.cache``.
+        threshold: ``SamplerConfig.threshold``.
+        cache_refresh_steps: ``SamplerConfig.cache_refresh_steps``.
+    """
+
+    name: str
+    cache: str = "none"
+    threshold: float | None = None
+    cache_refresh_steps: int | None = None
+
+    def sampler(self, temperature: float) -> SamplerConfig:
+        """The sampler of this mode at the embedded default's shape."""
+        return SamplerConfig(
+            **SHAPE,
+            temperature=temperature,
+            cache=self.cache,
+            threshold=self.threshold,
+            cache_refresh_steps=self.cache_refresh_steps,
+        )
+
+
+MODES: tuple[Mode, ...] = (
+    Mode("exact"),
+    Mode("prefix", cache="prefix"),
+    Mode("dual", cache="dual"),
+    Mode("threshold0.9", threshold=0.9),
+    Mode("dual+threshold0.9", cache="dual", threshold=0.9),
+)
+
+
+@dataclass
+class ModeScores:
+    """Per-puzzle measurements of one mode on one split.
+
+    Attributes:
+        accuracy: Greedy accuracy per puzzle.
+        reward: Mean reward of the G rollouts per puzzle.
+        duplicate: Per puzzle, 1.0 when two of its G responses are identical.
+        forwards: Model forwards over greedy decoding and rollouts.
+        tokens: Query positions run over those forwards.
+        seconds: Wall seconds over greedy decoding and rollouts.
+    """
+
+    accuracy: list[float] = field(default_factory=list)
+    reward: list[float] = field(default_factory=list)
+    duplicate: list[float] = field(default_factory=list)
+    forwards: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a mode on a split, against the exact sampler.
+
+    Attributes:
+        split: Split label.
+        mode: Mode name.
+        n: Puzzles.
+        accuracy: Mean greedy accuracy.
+        accuracy_se: Its standard error.
+        accuracy_diff: Paired mean of ``accuracy - exact accuracy``.
+        accuracy_diff_se: Its paired standard error.
+        reward: Mean rollout reward.
+        reward_se: Its standard error (per-puzzle means as the unit).
+        reward_diff: Paired mean of ``reward - exact reward``.
+        reward_diff_se: Its paired standard error.
+        duplicate_fraction: Fraction of puzzles with two identical rollouts.
+        forwards: Model forwards.
+        forward_ratio: ``forwards / exact forwards``.
+        token_ratio: Query positions run over exact's.
+        time_ratio: ``seconds / exact seconds``.
+        seconds: Wall seconds (CPU).
+    """
+
+    split: str
+    mode: str
+    n: int
+    accuracy: float
+    accuracy_se: float
+    accuracy_diff: float
+    accuracy_diff_se: float
+    reward: float
+    reward_se: float
+    reward_diff: float
+    reward_diff_se: float
+    duplicate_fraction: float
+    forwards: int
+    forward_ratio: float
+    token_ratio: float
+    time_ratio: float
+    seconds: float
+
+    @property
+    def holds(self) -> bool:
+        """Whether both paired differences are above minus one point."""
+        return self.accuracy_diff >= -TOLERANCE and self.reward_diff >= -TOLERANCE
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (unbiased standard deviation over sqrt(n))."""
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    variance = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(variance / n)
+
+
+@contextmanager
+def count_forwards(module: torch.nn.Module) -> Iterator[list[int]]:
+    """Counts calls of ``module`` while the context is open.
+
+    Yields:
+        ``[calls, tokens]``: forwards, and query positions run (``input_ids.numel()``) over them.
+    """
+    counter = [0, 0]
+
+    def hook(_module: torch.nn.Module, args: tuple, kwargs: dict, _output: object) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        counter[0] += 1
+        counter[1] += 0 if ids is None else ids.numel()
+
+    handle = module.register_forward_hook(hook, with_kwargs=True)
+    try:
+        yield counter
+    finally:
+        handle.remove()
+
+
+def has_duplicate(responses: torch.Tensor) -> bool:
+    """Whether two rows of ``(G, L)`` token ids are equal."""
+    return torch.unique(responses, dim=0).shape[0] < responses.shape[0]
+
+
+def chunks(items: Sequence[Example], size: int) -> Iterator[tuple[int, Sequence[Example]]]:
+    """Consecutive slices of at most ``size`` items, with their index."""
+    for index, start in enumerate(range(0, len(items), size)):
+        yield index, items[start : start + size]
+
+
+def score(
+    module: DiffusionRLModule, task: Task, responses: torch.Tensor, examples: Sequence[Example]
+) -> list[tuple[float, float]]:
+    """``(reward, accuracy)`` of each response row."""
+    texts = decode_responses(module.tokenizer, responses, task.cut_at_eos)
+    return [(float(r), float(a)) for r, a in task.score_batch(texts, list(examples))]
+
+
+def measure_mode(
+    module: DiffusionRLModule,
+    task: Task,
+    examples: Sequence[Example],
+    mode: Mode,
+    group_size: int,
+    seed: int,
+    prompts_per_batch: int,
+) -> ModeScores:
+    """Greedy accuracy and temperature-1.0 rollouts of one mode on the examples.
+
+    Each batch of prompts gets its own generator seeded from ``seed`` and the batch index, so
+    every mode starts each batch from the same random state.
+    """
+    scores = ModeScores()
+    greedy, rollout = mode.sampler(0.0), mode.sampler(1.0)
+    start = time.perf_counter()
+    with count_forwards(module.policy.model) as counter:
+        for _, batch in chunks(examples, prompts_per_batch * group_size):
+            ids, mask = module.prompt_tensors([e.prompt for e in batch])
+            responses = module.sample(ids, mask, greedy)
+            scores.accuracy += [a for _, a in score(module, task, responses, batch)]
+        for index, batch in chunks(examples, prompts_per_batch):
+            ids, mask = module.prompt_tensors([e.prompt for e in batch])
+            ids = ids.repeat_interleave(group_size, dim=0)
+            mask = mask.repeat_interleave(group_size, dim=0)
+            generator = torch.Generator(device=module.device).manual_seed(seed * 100_003 + index)
+            responses = module.sample(ids, mask, rollout, generator)
+            repeated = [e for e in batch for _ in range(group_size)]
+            rewards = torch.tensor([r for r, _ in score(module, task, responses, repeated)])
+            scores.reward += rewards.view(-1, group_size).mean(dim=1).tolist()
+            scores.duplicate += [
+                float(has_duplicate(group)) for group in responses.view(len(batch), group_size, -1)
+            ]
+    scores.seconds = time.perf_counter() - start
+    scores.forwards, scores.tokens = counter
+    return scores
+
+
+def compare(split: str, results: dict[str, ModeScores]) -> list[Row]:
+    """Table rows of every mode against the ``"exact"`` entry of ``results``."""
+    exact = results["exact"]
+    rows = []
+    for name, s in results.items():
+        accuracy, accuracy_se = mean_se(s.accuracy)
+        reward, reward_se = mean_se(s.reward)
+        if name == "exact":
+            acc_diff = reward_diff = 0.0
+            acc_diff_se = reward_diff_se = 0.0
+        else:
+            acc = paired_difference(exact.accuracy, s.accuracy)
+            rew = paired_difference(exact.reward, s.reward)
+            acc_diff, acc_diff_se, reward_diff, reward_diff_se = acc.gain, acc.se, rew.gain, rew.se
+        rows.append(
+            Row(
+                split=split,
+                mode=name,
+                n=len(s.accuracy),
+                accuracy=accuracy,
+                accuracy_se=accuracy_se,
+                accuracy_diff=acc_diff,
+                accuracy_diff_se=acc_diff_se,
+                reward=reward,
+                reward_se=reward_se,
+                reward_diff=reward_diff,
+                reward_diff_se=reward_diff_se,
+                duplicate_fraction=math.fsum(s.duplicate) / len(s.duplicate),
+                forwards=s.forwards,
+                forward_ratio=s.forwards / exact.forwards,
+                token_ratio=s.tokens / exact.tokens,
+                time_ratio=s.seconds / exact.seconds,
+                seconds=s.seconds,
+            )
+        )
+    return rows
+
+
+def run_check(
+    module: DiffusionRLModule,
+    task: Task,
+    splits: dict[str, Sequence[Example]],
+    modes: Sequence[Mode] = MODES,
+    group_size: int = 8,
+    seed: int = 0,
+    prompts_per_batch: int = 64,
+) -> list[Row]:
+    """Measures every mode on every split; the first mode must be named ``"exact"``.
+
+    Args:
+        module: The policy module (its ``sample`` runs every mode).
+        task: Scores the responses.
+        splits: Split label to examples.
+        modes: Sampler modes, the exact one first.
+        group_size: Rollouts per prompt (G).
+        seed: Seeds the rollouts.
+        prompts_per_batch: Prompts per rollout batch (greedy batches hold G times as many).
+
+    Returns:
+        One row per split and mode, in that order.
+    """
+    if not modes or modes[0].name != "exact":
+        raise ValueError("the first mode must be the exact sampler, named 'exact'")
+    module.eval()
+    rows = []
+    with torch.no_grad():
+        # Warm-up: the first forwards pay one-time costs that would be charged to exact.
+        for mode in modes:
+            first = next(iter(splits.values()))[:group_size]
+            measure_mode(module, task, first, mode, 1, seed, len(first))
+        for split, examples in splits.items():
+            results = {
+                mode.name: measure_mode(
+                    module, task, examples, mode, group_size, seed, prompts_per_batch
+                )
+                for mode in modes
+            }
+            rows += compare(split, results)
+    return rows
+
+
+CSV_FIELDS = tuple(Row.__dataclass_fields__)
+
+
+def write_csv(rows: Sequence[Row], path: Path) -> None:
+    """Writes the rows, one per split and mode, with every field."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_FIELDS)
+        for row in rows:
+            writer.writerow(
+                [
+                    f"{v:.6g}" if isinstance(v, float) else v
+                    for v in (getattr(row, f) for f in CSV_FIELDS)
+                ]
+            )
+
+
+def points(value: float) -> str:
+    """A fraction as percentage points with one decimal."""
+    return f"{100 * value:.1f}"
+
+
+def table(rows: Sequence[Row]) -> str:
+    """The Markdown table of the rows (accuracy and reward in points)."""
+    lines = [
+        "| split | mode | n | greedy acc | Δ acc vs exact | rollout reward | Δ reward vs exact "
+        "| dup. groups | forwards | fwd ratio | positions ratio | time ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.split} | {r.mode} | {r.n} | {points(r.accuracy)} ± {points(r.accuracy_se)} "
+            f"| {points(r.accuracy_diff):>5} ± {points(r.accuracy_diff_se)} "
+            f"| {points(r.reward)} ± {points(r.reward_se)} "
+            f"| {points(r.reward_diff)} ± {points(r.reward_diff_se)} "
+            f"| {points(r.duplicate_fraction)}% | {r.forwards} | {r.forward_ratio:.2f} "
+            f"| {r.token_ratio:.2f} | {r.time_ratio:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def verdicts(rows: Sequence[Row]) -> list[str]:
+    """One generated sentence per non-exact row: within one point of exact or not."""
+    sentences = []
+    for r in rows:
+        if r.mode == "exact":
+            continue
+        parts = []
+        for label, diff, se in (
+            ("greedy accuracy", r.accuracy_diff, r.accuracy_diff_se),
+            ("mean rollout reward", r.reward_diff, r.reward_diff_se),
+        ):
+            within = "within" if diff >= -TOLERANCE else "NOT within"
+            parts.append(
+                f"{label} {within} 1 point of exact ({points(diff)} ± {points(se)} points)"
+            )
+        sentences.append(
+            f"- **{r.mode}** on {r.split}: {parts[0]}; {parts[1]}; "
+            f"{r.forward_ratio:.2f}x the forwards, {r.token_ratio:.2f}x the positions run and "
+            f"{r.time_ratio:.2f}x the CPU time of exact."
+        )
+    return sentences
+
+
+def machine() -> str:
+    """One line describing the host and the torch build."""
+    return (
+        f"{platform.machine()} {platform.system()} ({os.cpu_count()} CPU cores, "
+        f"{torch.get_num_threads()} torch threads), Python {platform.python_version()}, "
+        f"torch {torch.__version__}, CPU only"
+    )
+
+
+def render_doc(
+    rows: Sequence[Row],
+    command: str,
+    notes: Sequence[str],
+    group_size: int,
+    seed: int,
+    total_seconds: float,
+) -> str:
+    """The Markdown report."""
+    lines = [
+        "# Sampler accuracy check: fast modes against the exact sampler",
+        "",
+        "Generated by `experiments/sampler_accuracy.py` (issue 11, part 5); do not edit by hand.",
+        "",
+        f"- Command: `{command}`",
+        f"- Machine: {machine()}",
+        f"- Total run time: {total_seconds:.0f} s",
+        "- Policy: the Sudoku SFT warm start of the embedded default "
+        "(`runs/embedded_default/seed_0/warmstart`), compact template `Sudoku {puzzle}=`, "
+        "lenient reward.",
+        f"- Sampler: gen_length {SHAPE['gen_length']}, block_length {SHAPE['block_length']}, "
+        f"steps {SHAPE['steps']}; greedy for accuracy, temperature 1.0 with G = {group_size} "
+        f"responses per puzzle (seed {seed}) for the reward.",
+        "- Modes: exact (`cache='none'`), prefix (`cache='prefix'`), dual (`cache='dual'`), "
+        "threshold0.9 (`threshold=0.9`), dual+threshold0.9; caches refreshed at each block start "
+        "only.",
+        "",
+        "Accuracy and reward are in points (percent of the empty cells); `±` is one standard "
+        "error. Δ columns are paired differences (mode − exact) over the same puzzles with the "
+        "paired standard error; the reward's unit is the per-puzzle mean of the G rollouts. "
+        "`dup. groups` is the fraction of puzzles whose G rollouts contain two identical "
+        "responses. `forwards` counts calls of the transformers model (greedy and rollout batches "
+        "together; a cached step counts as one forward though it runs fewer positions); "
+        "`positions ratio` is the number of query positions run over exact's (a cached step "
+        "runs the block, or the block and the suffix); `time ratio` is wall time over exact's. "
+        "With the threshold, a batch stops a block early only when no row of the batch has a "
+        "mask left, so with batches of hundreds of rows the forwards barely drop on CPU here.",
+        "",
+        "**CPU times are not the GPU figures**: this tiny model runs on a shared CPU, where the "
+        "time ratios mostly reflect the number of forwards and Python overhead. The GPU speed of "
+        "each mode is measured by `experiments.gpu_benchmark`.",
+        "",
+        table(rows),
+        "",
+        "## Verdicts (generated)",
+        "",
+        "A mode is within 1 point when its paired difference to exact is above "
+        f"−{points(TOLERANCE)} points (the estimate, not a confidence bound).",
+        "",
+        *verdicts(rows),
+    ]
+    if notes:
+        lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
+    lines += ["", f"The full table is in `{CSV_DIR / 'results.csv'}`.", ""]
+    return "\n".join(lines)
+
+
+def load_splits(num_test: int, seed: int, use_d1: bool) -> tuple[dict, Task, list[str]]:
+    """The generated test split, d1's test split when available, the task and notes."""
+    data = PromptDataModule(
+        task="sudoku",
+        task_kwargs=dict(TASK_KWARGS),
+        num_train=20000,
+        num_val=256,
+        num_test=num_test,
+        seed=seed,
+    )
+    splits: dict[str, Sequence[Example]] = {"generated test": data.examples("test")}
+    notes = [
+        f"`generated test`: the first {num_test} puzzles of the embedded default's test split "
+        f"(PromptDataModule, seed {seed}, num_train 20000 and num_val 256 as in "
+        "`experiments/configs/sudoku_bgpo.yaml`, so disjoint from the SFT training puzzles)."
+    ]
+    if not use_d1:
+        notes.append("d1's Sudoku test split: skipped (--no-d1).")
+    elif D1_TEST.is_file():
+        d1 = data.task.load(str(D1_TEST), limit=num_test)
+        splits["d1 test"] = d1
+        notes.append(
+            f"`d1 test`: the first {len(d1)} rows of `{D1_TEST}` (d1's 4x4_test_sudoku.csv), "
+            "formatted with the compact template; these puzzles are not guaranteed disjoint "
+            "from the generated SFT training puzzles."
+        )
+    else:
+        notes.append(f"d1's Sudoku test split: skipped, `{D1_TEST}` not found.")
+    return splits, data.task, notes
+
+
+def parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    cli = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cli.add_argument(
+        "--warm-start", type=Path, default=Path("runs/embedded_default/seed_0/warmstart")
+    )
+    cli.add_argument("--num-test", type=int, default=512, help="puzzles per split")
+    cli.add_argument("--group-size", type=int, default=8, help="rollouts per puzzle (G)")
+    cli.add_argument("--seed", type=int, default=0)
+    cli.add_argument("--no-d1", action="store_true", help="skip d1's test split")
+    cli.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    cli.add_argument("--doc", type=Path, default=DOC)
+    cli.add_argument("--csv-dir", type=Path, default=CSV_DIR)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the check and writes the Markdown report and the CSV."""
+    args = parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if not (args.warm_start / "model.safetensors").is_file():
+        print(
+            f"error: no warm start at {args.warm_start}; "
+            "run python -m experiments.embedded_default",
+            file=sys.stderr,
+        )
+        return 2
+    from experiments.estimator_study.batch import build_module
+
+    start = time.perf_counter()
+    splits, task, notes = load_splits(args.num_test, args.seed, not args.no_d1)
+    module = build_module(args.warm_start, args.num_test * args.group_size, args.group_size)
+    rows = run_check(module, task, splits, MODES, args.group_size, args.seed)
+    total = time.perf_counter() - start
+    write_csv(rows, args.csv_dir / "results.csv")
+    command = "python -m experiments.sampler_accuracy" + (
+        " " + shlex.join(argv if argv is not None else sys.argv[1:])
+        if (argv or sys.argv[1:])
+        else ""
+    )
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    args.doc.write_text(render_doc(rows, command, notes, args.group_size, args.seed, total))
+    print(table(rows))
+    print(f"wrote {args.doc} and {args.csv_dir / 'results.csv'} in {total:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
