@@ -3,10 +3,10 @@
 With bidirectional attention every position depends on every other, so no cache is exact: the
 keys and values of the positions outside the block are recomputed only at a refresh (always at a
 block's first step, optionally every ``cache_refresh_steps`` steps) and reused, stale, by the
-steps in between. The loop here decides when to refresh; the model side
-(``bgpo_lightning.policy.block_cache``) decides what is cached and run. Tokens are proposed and
-committed exactly as in ``sampler.generate`` and the random draws are the same, so a cache
-refreshed at every step reproduces the exact sampler.
+steps in between. This module decides when to refresh; the model side
+(``bgpo_lightning.policy.block_cache``) decides what is cached and run. The step loop is the
+exact path's own (``sampler.denoise_blocks``), so tokens are proposed and committed the same way
+with the same random draws, and a cache refreshed at every step reproduces the exact sampler.
 """
 
 from typing import Protocol
@@ -15,11 +15,8 @@ import torch
 
 from bgpo_lightning.diffusion.sampler import (
     SamplerConfig,
-    block_done,
     block_logits_float64,
-    check_sampler_inputs,
-    commit_step,
-    unmask_schedule,
+    denoise_blocks,
 )
 
 
@@ -61,22 +58,9 @@ def cached_generate(
     Returns:
         ``(B, P + gen_length)`` tensor: the prompt followed by the generated response.
     """
-    check_sampler_inputs(prompt_ids, mask_id, generator)
-    batch, prompt_len = prompt_ids.shape
-    x = prompt_ids.new_full((batch, prompt_len + config.gen_length), mask_id)
-    x[:, :prompt_len] = prompt_ids
 
-    for block in range(config.num_blocks):
-        start = prompt_len + block * config.block_length
-        end = start + config.block_length
-        schedule = unmask_schedule((x[:, start:end] == mask_id).sum(-1), config.steps_per_block)
-        for step in range(config.steps_per_block):
-            if refreshes_at(step, config.cache_refresh_steps):
-                raw = model.refresh(x, start, end)
-            else:
-                raw = model.step(x, start, end)
-            logits = block_logits_float64(raw, x, mask_id, start, end, windowed=True)
-            commit_step(x, logits, mask_id, start, end, schedule[:, step], config, generator)
-            if config.threshold is not None and block_done(x, mask_id, start, end):
-                break
-    return x
+    def from_cache(x: torch.Tensor, start: int, end: int, step: int) -> torch.Tensor:
+        run = model.refresh if refreshes_at(step, config.cache_refresh_steps) else model.step
+        return block_logits_float64(run(x, start, end), x, mask_id, start, end, windowed=True)
+
+    return denoise_blocks(prompt_ids, mask_id, config, generator, from_cache)

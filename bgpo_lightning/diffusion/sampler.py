@@ -252,7 +252,7 @@ def block_logits_float64(
     return block
 
 
-def commit_step(
+def _commit_step(
     x: torch.Tensor,
     logits: torch.Tensor,
     mask_id: int,
@@ -287,7 +287,7 @@ def commit_step(
     x[:, start:end] = torch.where(commit, tokens.to(x.dtype), x[:, start:end])
 
 
-def block_done(x: torch.Tensor, mask_id: int, start: int, end: int) -> bool:
+def _block_done(x: torch.Tensor, mask_id: int, start: int, end: int) -> bool:
     """Whether no row has a mask left in the block (the step loop's one host sync per step)."""
     return not bool((x[:, start:end] == mask_id).any())
 
@@ -337,6 +337,32 @@ def generate(
         if block_model is None:
             raise ValueError(f"cache={config.cache!r} needs a block_model")
         return cached_generate(block_model, prompt_ids, mask_id, config, generator)
+
+    def full_sequence(x: torch.Tensor, start: int, end: int, step: int) -> torch.Tensor:
+        raw = logits_fn(x, slice(start, end)) if windowed else logits_fn(x)
+        return block_logits_float64(raw, x, mask_id, start, end, windowed)
+
+    return denoise_blocks(prompt_ids, mask_id, config, generator, full_sequence)
+
+
+BlockStepLogits = Callable[[torch.Tensor, int, int, int], torch.Tensor]
+"""``(ids (B, L), block start, block end, step within the block)`` -> the block's float64
+logits ``(B, end - start, V)`` (see ``block_logits_float64``)."""
+
+
+def denoise_blocks(
+    prompt_ids: torch.Tensor,
+    mask_id: int,
+    config: SamplerConfig,
+    generator: torch.Generator | None,
+    block_step_logits: BlockStepLogits,
+) -> torch.Tensor:
+    """The step loop both the exact and the cached paths run: blocks left to right, each step
+    asks ``block_step_logits`` for the block's logits and commits tokens (``_commit_step``).
+
+    Returns:
+        ``(B, P + gen_length)`` tensor: the prompt followed by the generated response.
+    """
     check_sampler_inputs(prompt_ids, mask_id, generator)
     batch, prompt_len = prompt_ids.shape
     x = prompt_ids.new_full((batch, prompt_len + config.gen_length), mask_id)
@@ -347,9 +373,8 @@ def generate(
         end = start + config.block_length
         schedule = unmask_schedule((x[:, start:end] == mask_id).sum(-1), config.steps_per_block)
         for step in range(config.steps_per_block):
-            raw = logits_fn(x, slice(start, end)) if windowed else logits_fn(x)
-            logits = block_logits_float64(raw, x, mask_id, start, end, windowed)
-            commit_step(x, logits, mask_id, start, end, schedule[:, step], config, generator)
-            if config.threshold is not None and block_done(x, mask_id, start, end):
+            logits = block_step_logits(x, start, end, step)
+            _commit_step(x, logits, mask_id, start, end, schedule[:, step], config, generator)
+            if config.threshold is not None and _block_done(x, mask_id, start, end):
                 break
     return x
