@@ -36,7 +36,7 @@ from bgpo_lightning.objectives.base import Objective
 from bgpo_lightning.objectives.bgpo import BGPO, BGPOSettings
 from bgpo_lightning.objectives.clipping import ppo_clipped
 from bgpo_lightning.objectives.registry import register
-from bgpo_lightning.objectives.terms import LossContext, SampleTerms
+from bgpo_lightning.objectives.terms import LossContext, SampleTerms, stacked_elbos
 
 
 def gdpo_objective(
@@ -96,8 +96,7 @@ class GDPO(Objective):
         old: Sequence[SampleTerms],
         ctx: LossContext,
     ) -> torch.Tensor:
-        elbos = torch.stack([n.elbo for n in new], dim=-1)
-        olds = torch.stack([o.elbo for o in old], dim=-1).to(elbos.dtype)
+        elbos, olds = stacked_elbos(new, old)
         coef = ctx.coef[list(samples)]
         advantages = ctx.advantages.to(elbos.dtype)
         value = gdpo_objective(elbos, olds, advantages, coef, self.settings.clip_eps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +41,15 @@ class SampleTerms:
             self.weight,
             None if ref is None else ref.detach(),
         )
+
+
+def stacked_elbos(
+    new: Sequence[SampleTerms], old: Sequence[SampleTerms]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(n, S)`` ELBO terms of the current and the old policy, in the current's dtype, for
+    objectives that couple a response's samples (VRPO-OL, GDPO)."""
+    elbos = torch.stack([terms.elbo for terms in new], dim=-1)
+    return elbos, torch.stack([terms.elbo for terms in old], dim=-1).to(elbos.dtype)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.objectives.base import Objective
 from bgpo_lightning.objectives.bgpo import BGPO, BGPOSettings
 from bgpo_lightning.objectives.registry import register
-from bgpo_lightning.objectives.terms import LossContext, SampleTerms
+from bgpo_lightning.objectives.terms import LossContext, SampleTerms, stacked_elbos
 
 
 def vrpo_ol_objective(
@@ -74,8 +74,7 @@ class VRPOOL(Objective):
         old: Sequence[SampleTerms],
         ctx: LossContext,
     ) -> torch.Tensor:
-        elbos = torch.stack([n.elbo for n in new], dim=-1)
-        olds = torch.stack([o.elbo for o in old], dim=-1).to(elbos.dtype)
+        elbos, olds = stacked_elbos(new, old)
         coef = ctx.coef[list(samples)]
         value = vrpo_ol_objective(elbos, olds, ctx.advantages.to(elbos.dtype), coef)
         loss = -value.sum() / ctx.num_responses
