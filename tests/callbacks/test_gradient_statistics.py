@@ -37,13 +37,7 @@ from tests.test_cli import BGPO, QUIET, SMALL_DATA, TINY_MODEL, in_tmp
 N, PROMPT, LENGTH = 8, 6, 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many tiny ops: on a shared 2-core machine a second thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 @pytest.fixture

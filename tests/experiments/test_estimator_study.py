@@ -27,13 +27,7 @@ PROMPTS, GROUP, PROMPT = 2, 4, 5
 N = PROMPTS * GROUP
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many tiny ops: on a shared 2-core machine a second thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def toy_rollout(length: int, seed: int = 0) -> Rollout:

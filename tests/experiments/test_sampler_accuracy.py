@@ -25,13 +25,7 @@ PROMPTS, GROUP = 8, 2
 MODES = (Mode("exact"), Mode("prefix-refresh1", cache="prefix", cache_refresh_steps=1))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many tiny ops: on a shared 2-core machine a second thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")
