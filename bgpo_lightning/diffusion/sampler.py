@@ -59,6 +59,10 @@ class SamplerConfig:
             exact sampler and need a model that supports them (``generate``'s ``block_model``).
         cache_refresh_steps: With a cache, also rerun the full sequence every this many steps
             within a block (it is always rerun at a block's first step); ``None`` never does.
+        cuda_graph: With ``cache="dual"``, capture the block step once per rollout as a CUDA
+            graph and replay it (``policy.graphed_dual_cache``): the same tokens, without the
+            per-step cost of launching each kernel from Python. Off CUDA the same step runs
+            eagerly.
     """
 
     gen_length: int = 16
@@ -69,6 +73,7 @@ class SamplerConfig:
     threshold: float | None = None
     cache: CacheMode = "none"
     cache_refresh_steps: int | None = None
+    cuda_graph: bool = False
 
     def __post_init__(self) -> None:
         if self.gen_length <= 0:
@@ -112,6 +117,8 @@ class SamplerConfig:
                 )
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
+        if self.cuda_graph and self.cache != "dual":
+            raise ValueError("cuda_graph needs cache='dual' (its steps have fixed shapes)")
         if self.cache_refresh_steps is not None:
             if self.cache == "none":
                 raise ValueError("cache_refresh_steps needs cache='prefix' or 'dual'")

@@ -57,7 +57,12 @@ import torch
 from bgpo_lightning.diffusion.sampler import SamplerConfig
 from bgpo_lightning.policy import DiffusionLM, build_tiny_model
 from experiments.gpu_benchmark.likelihood import LikelihoodCase, measure_likelihood
-from experiments.gpu_benchmark.modes import measure_modes, mode_argument
+from experiments.gpu_benchmark.modes import (
+    group_prompts,
+    measure_modes,
+    mode_argument,
+    profile_modes,
+)
 from experiments.gpu_benchmark.report import (
     markdown_table,
     mode_table,
@@ -141,6 +146,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--compile", action="store_true", help="time every mode with and without torch.compile"
+    )
+    p.add_argument(
+        "--profile-modes",
+        nargs="*",
+        type=mode_argument,
+        default=[],
+        metavar="NAME",
+        help="write profile_modes.txt: top GPU ops of a two-block rollout of each mode",
     )
     p.add_argument("--rollout-rows", nargs="+", type=int, default=None, metavar="N")
     p.add_argument("--rollout-mode-steps", type=int, default=None, metavar="STEPS")
@@ -290,6 +303,8 @@ def run(args) -> None:
         report(args.out)
     if args.rollout_modes or args.compile_modes:
         run_modes(args, policy, rows)
+    if args.profile_modes:
+        run_mode_profiles(args, policy)
 
 
 def _timed_modes(args) -> list:
@@ -335,6 +350,24 @@ def run_modes(args, policy: DiffusionLM, likelihood_rows: list[dict]) -> None:
     table = mode_table(rows, args.group_size)
     (args.out / "rollout_modes.md").write_text(table)
     print(table, flush=True)
+
+
+def run_mode_profiles(args, policy: DiffusionLM) -> None:
+    """Writes ``profile_modes.txt`` (see ``modes.profile_modes``) at the first row count."""
+    policy.to(torch.device(args.device))
+    rows = (args.rollout_rows or [args.num_prompts * args.group_size])[0]
+    prompts = group_prompts(
+        rows, args.group_size, args.prompt_length, policy.mask_token_id, torch.device(args.device)
+    )
+    base = SamplerConfig(
+        args.response_length,
+        args.block_length,
+        args.rollout_mode_steps or args.rollout_steps,
+        temperature=0.6,
+    )
+    text = profile_modes(policy, args.profile_modes, prompts=prompts, base=base, seed=args.seed)
+    (args.out / "profile_modes.txt").write_text(text)
+    print(text, flush=True)
 
 
 def report(out: Path) -> None:

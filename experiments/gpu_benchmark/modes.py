@@ -1,9 +1,10 @@
 """Rollout time of each sampler mode (exact, block caches, confidence threshold, compiled).
 
 A mode is named by ``+``-joined parts, each one of ``exact``, ``prefix``, ``dual``,
-``threshold<tau>`` and ``refresh<k>``: ``dual+threshold0.9`` is the dual cache with threshold
-decoding at tau = 0.9, ``prefix+refresh1`` a prefix cache rerun at every step (which gives the
-exact sampler's tokens). Every mode runs on the same random model and prompts: ``rows / G``
+``threshold<tau>``, ``refresh<k>`` and ``graph``: ``dual+threshold0.9`` is the dual cache with
+threshold decoding at tau = 0.9, ``prefix+refresh1`` a prefix cache rerun at every step (which
+gives the exact sampler's tokens), ``dual+graph`` the dual cache with its step replayed as a CUDA
+graph. Every mode runs on the same random model and prompts: ``rows / G``
 prompts, each repeated G times as in the RL loop, so the timed rollout also shows how often two
 of a prompt's G responses are identical.
 """
@@ -21,9 +22,9 @@ from collections.abc import Callable, Iterator
 import torch
 
 from bgpo_lightning.diffusion.sampler import SamplerConfig, generate
-from bgpo_lightning.policy.block_cache import BlockKVCache
+from bgpo_lightning.policy.block_models import build_block_model
 
-_PART = re.compile(r"(exact|prefix|dual)|threshold(\d+(?:\.\d*)?|\.\d+)|refresh(\d+)")
+_PART = re.compile(r"(exact|prefix|dual)|threshold(\d+(?:\.\d*)?|\.\d+)|refresh(\d+)|(graph)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,37 +35,48 @@ class RolloutMode:
     cache: str = "none"
     threshold: float | None = None
     refresh_steps: int | None = None
+    cuda_graph: bool = False
 
     def config(self, base: SamplerConfig) -> SamplerConfig:
         return dataclasses.replace(
-            base, cache=self.cache, threshold=self.threshold, cache_refresh_steps=self.refresh_steps
+            base,
+            cache=self.cache,
+            threshold=self.threshold,
+            cache_refresh_steps=self.refresh_steps,
+            cuda_graph=self.cuda_graph,
         )
 
 
 def parse_mode(name: str) -> RolloutMode:
     """``RolloutMode`` of a name such as ``dual+threshold0.9``; ``ValueError`` if malformed."""
-    cache, threshold, refresh, seen = None, None, None, set()
+    cache, threshold, refresh, graph, seen = None, None, None, False, set()
     for part in name.split("+"):
         match = _PART.fullmatch(part)
         if match is None:
             raise ValueError(
                 f"unknown part {part!r} of mode {name!r}: expected exact, prefix, dual, "
-                "threshold<tau> or refresh<k>"
+                "threshold<tau>, refresh<k> or graph"
             )
-        kind = match.group(1) or ("threshold" if match.group(2) else "refresh")
+        kind = match.group(1) or match.group(4)
+        kind = kind or ("threshold" if match.group(2) else "refresh")
         key = "cache" if kind in ("exact", "prefix", "dual") else kind
         if key in seen:
             raise ValueError(f"mode {name!r} sets its {key} twice")
         seen.add(key)
         if key == "cache":
             cache = kind
+        elif kind == "graph":
+            graph = True
         elif kind == "threshold":
             threshold = float(match.group(2))
         else:
             refresh = int(match.group(3))
     if refresh is not None and cache not in ("prefix", "dual"):
         raise ValueError(f"mode {name!r}: refresh<k> needs prefix or dual")
-    return RolloutMode(name, "none" if cache in (None, "exact") else cache, threshold, refresh)
+    if graph and cache != "dual":
+        raise ValueError(f"mode {name!r}: graph needs dual")
+    cache = "none" if cache in (None, "exact") else cache
+    return RolloutMode(name, cache, threshold, refresh, graph)
 
 
 def mode_argument(name: str) -> RolloutMode:
@@ -114,9 +126,7 @@ def rollout(policy, prompts: torch.Tensor, config: SamplerConfig, seed: int):
         counter.full += 1
         return policy(x, logits_to_keep=block)
 
-    counter = _Counting(
-        BlockKVCache(policy, None, config.cache) if config.cache != "none" else None
-    )
+    counter = _Counting(build_block_model(policy, None, config.cache, config.cuda_graph))
     out = generate(
         block_logits,
         prompts,
@@ -285,3 +295,42 @@ def _compare(row: dict, responses: torch.Tensor | None, exact) -> None:
         return
     row["speedup_vs_exact"] = exact[0]["seconds"] / row["seconds"]
     row["tokens_differ_vs_exact"] = float((responses != exact[1]).float().mean())
+
+
+def profile_modes(
+    policy, modes: list[RolloutMode], *, prompts: torch.Tensor, base: SamplerConfig, seed: int
+) -> str:
+    """Top operators by device time of a two-block rollout of each mode, as text.
+
+    Each section starts with the rollout's wall time and the device's busy time (the sum of
+    every kernel's own time): where the wall time is far above it, the GPU waits for Python to
+    launch kernels, which is what a CUDA graph removes.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    device = prompts.device
+    steps = 2 * base.steps_per_block
+    config_base = dataclasses.replace(base, gen_length=2 * base.block_length, steps=steps)
+    sections = []
+    policy.eval()
+    try:
+        for mode in modes:
+            config = mode.config(config_base)
+            rollout(policy, prompts, config, seed)  # warm-up
+            _synchronize(device)
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                start = time.perf_counter()
+                rollout(policy, prompts, config, seed)
+                _synchronize(device)
+                wall = time.perf_counter() - start
+            events = prof.key_averages()
+            busy_us = sum(e.self_device_time_total for e in events)
+            table = events.table(sort_by="self_cuda_time_total", row_limit=15)
+            sections.append(
+                f"== {mode.name}: {prompts.shape[0]} rows, {config} ==\n"
+                f"wall {wall * 1e3:.1f} ms, device busy {busy_us / 1e3:.1f} ms "
+                f"({busy_us / 1e6 / wall:.0%}), {steps} steps\n{table}"
+            )
+    finally:
+        policy.train()
+    return "\n\n".join(sections)

@@ -72,7 +72,9 @@ def test_mode_names_parse_into_sampler_settings():
     exact = modes.parse_mode("exact").config(base)
     assert (exact.cache, exact.threshold, exact.cache_refresh_steps) == ("none", None, None)
     assert modes.parse_mode("threshold0.95").threshold == 0.95
-    for bad in ("fast", "prefix+dual", "exact+refresh1", "threshold"):
+    graphed = modes.parse_mode("dual+graph+threshold0.9").config(base)
+    assert (graphed.cache, graphed.cuda_graph, graphed.threshold) == ("dual", True, 0.9)
+    for bad in ("fast", "prefix+dual", "exact+refresh1", "threshold", "prefix+graph", "graph"):
         with pytest.raises(ValueError):
             modes.parse_mode(bad)
 
@@ -89,14 +91,14 @@ def test_cpu_rollout_modes_rows_speedup_and_a_cache_refreshed_every_step(tmp_pat
             "--response-length", "8", "--block-length", "4", "--rollout-steps", "0",
             "--compare-steps", "0", "--rollout-mode-steps", "4", "--n-t", "--old-pass-n-t",
             "--group-size", "4", "--rollout-rows", "4", "8", "--likelihood-s", "2.0",
-            "--rollout-modes", "exact", "prefix+refresh1", "dual+threshold0.9",
-            "--compile-modes", "dual", "--out", str(out),
+            "--rollout-modes", "exact", "prefix+refresh1", "dual+threshold0.9", "dual+graph",
+            "--compile-modes", "dual", "--profile-modes", "dual+graph", "--out", str(out),
         ]
     )  # fmt: skip
     assert not (out / "likelihood.csv").exists()
     with (out / "rollout_modes.csv").open(newline="") as f:
         rows = {(r["mode"], r["compile"], int(r["rows"])): r for r in csv.DictReader(f)}
-    names = ["exact", "prefix+refresh1", "dual+threshold0.9", "dual"]
+    names = ["exact", "prefix+refresh1", "dual+threshold0.9", "dual+graph", "dual"]
     assert set(rows) == {(m, "False", n) for m in names for n in (4, 8)} | {
         ("dual", "True", n) for n in (4, 8)
     }
@@ -113,5 +115,11 @@ def test_cpu_rollout_modes_rows_speedup_and_a_cache_refreshed_every_step(tmp_pat
         assert 0 < float(fast["rollout_fraction_of_step"]) < 1
         assert float(fast["likelihood_s"]) == 2.0 * n / 8  # measured for 2 prompts x 4
         assert rows["dual", "True", n]["status"].startswith("error: RuntimeError: simulated")
+        # Off CUDA the graphed dual cache runs its static step eagerly: the dual cache's tokens.
+        assert rows["dual+graph", "False", n]["status"] == "ok"
+        for column in ("forwards", "tokens_differ_vs_exact"):
+            assert rows["dual+graph", "False", n][column] == rows["dual", "False", n][column]
+    profile = (out / "profile_modes.txt").read_text()
+    assert "== dual+graph: 4 rows" in profile and "device busy" in profile
     table = (out / "rollout_modes.md").read_text()
     assert table.count("\n| dual+threshold0.9 | no |") == 2
