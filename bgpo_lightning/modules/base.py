@@ -11,13 +11,16 @@ from bgpo_lightning.diffusion.sampler import SamplerConfig, generate
 from bgpo_lightning.modules.hparams import as_config
 from bgpo_lightning.modules.metrics import MeanWithStdError
 from bgpo_lightning.modules.optim import OptimConfig, build_optimizer
+from bgpo_lightning.modules.sharding import data_parallel_mesh, full_tensor, shard_model
 from bgpo_lightning.policy import (
-    BlockKVCache,
     PolicySpec,
     build_policy,
     decode_responses,
     encode_prompts,
+    lora,
 )
+from bgpo_lightning.policy.block_models import build_block_model
+from bgpo_lightning.policy.lora_checkpoint import drop_frozen_base, restore_frozen_base
 from bgpo_lightning.tasks import Example, Task
 
 
@@ -88,21 +91,32 @@ class DiffusionPolicyModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["generator_states"] = {k: g.get_state() for k, g in self._generators.items()}
+        # With LoRA only the adapter is kept: the frozen base comes from the config on resume.
+        drop_frozen_base(self.policy, checkpoint, prefix="policy.")
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._pending_generator_states = dict(checkpoint.get("generator_states", {}))
         self._generators.clear()
+        restore_frozen_base(self.policy, checkpoint, prefix="policy.")
 
     # ---- optimisation ------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        """Under ModelParallelStrategy, shards the policy with FSDP2 over the data-parallel
+        mesh (:mod:`.sharding`); a no-op under other strategies, which leave no mesh."""
+        if self.device_mesh is not None:
+            shard_model(self.policy.model, data_parallel_mesh(self.device_mesh))
+
     def configure_optimizers(self):
         return build_optimizer(self.policy.parameters(), self.optim)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # Runs inside opt.step(), after AMP unscaling: clip the true gradient, log its norm.
+        # Under FSDP2 the gradients are DTensor shards and the norm is the global one, as a
+        # replicated DTensor: full_tensor makes it a plain tensor for the logger.
         max_norm = self.optim.grad_clip or float("inf")
         params = [p for p in self.policy.parameters() if p.grad is not None]
         if params:
-            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            norm = full_tensor(torch.nn.utils.clip_grad_norm_(params, max_norm))
             self.log("train/grad_norm", norm.float(), on_step=True, on_epoch=False)
 
     # ---- generation and evaluation -----------------------------------------------------------
@@ -131,9 +145,7 @@ class DiffusionPolicyModule(L.LightningModule):
         def block_logits(x: torch.Tensor, block: slice) -> torch.Tensor:
             return self.policy(x, full_mask, logits_to_keep=block)
 
-        block_model = (
-            BlockKVCache(self.policy, full_mask, config.cache) if config.cache != "none" else None
-        )
+        block_model = build_block_model(self.policy, full_mask, config.cache, config.cuda_graph)
         out = generate(
             block_logits,
             prompt_ids,
@@ -199,10 +211,20 @@ class DiffusionPolicyModule(L.LightningModule):
         self.test_accuracy.reset()
 
     # ---- export --------------------------------------------------------------------------------
-    def save_hf(self, directory: str | Path) -> Path:
-        """Writes the policy and tokenizer in Hugging Face format (``from_pretrained`` reads it)."""
+    def save_hf(self, directory: str | Path, save_adapter: bool = True) -> Path:
+        """Writes the policy and tokenizer in Hugging Face format (``from_pretrained`` reads it).
+
+        A LoRA policy is written merged, as a plain model (a merged copy: the live policy keeps
+        its adapter); with ``save_adapter`` its adapter alone also goes to ``directory/adapter``
+        in peft's format.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.policy.model.save_pretrained(directory)
+        if lora.adapter_of(self.policy) is None:
+            self.policy.model.save_pretrained(directory)
+        else:
+            lora.merged_model(self.policy).save_pretrained(directory)
+            if save_adapter:
+                lora.save_adapter(self.policy, directory / "adapter")
         self.tokenizer.save_pretrained(directory)
         return directory

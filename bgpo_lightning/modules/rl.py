@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from bgpo_lightning.diffusion.estimators import build_estimator
@@ -33,8 +34,14 @@ from bgpo_lightning.modules.likelihood import LikelihoodLoop, OldTerms
 from bgpo_lightning.modules.optim import OptimConfig
 from bgpo_lightning.modules.policy_gradient import PolicyGradientMixin
 from bgpo_lightning.modules.rollout import Rollout, completion_mask
+from bgpo_lightning.modules.sharding import data_parallel_mesh, gradient_sync, shard_model
 from bgpo_lightning.objectives import build_objective
-from bgpo_lightning.policy import PolicySpec, decode_responses, frozen_copy
+from bgpo_lightning.policy import (
+    PolicySpec,
+    build_reference,
+    decode_responses,
+    parse_reference_dtype,
+)
 from bgpo_lightning.tasks import Example
 
 
@@ -74,6 +81,9 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         seed: seeds the rollout and mask generators.
         use_chat_template: wrap prompts in the tokenizer's chat template when it has one
             (LLaDA-Instruct has one; the embedded character tokenizer has none).
+        reference_dtype: weights' dtype of the frozen KL reference copy (``bfloat16`` halves a
+            float32 reference's memory); None keeps the policy's. A LoRA policy's reference
+            is its base with the adapter disabled, no copy, so it takes None.
     """
 
     def __init__(
@@ -97,6 +107,7 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         log_completions_every_n_steps: int = 10,
         seed: int = 0,
         use_chat_template: bool = True,
+        reference_dtype: str | None = None,
     ) -> None:
         hparams = plain(dict(locals()))
         for name, value in (
@@ -109,6 +120,7 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
                 raise ConfigError(f"{name} must be >= 1, got {value}")
         if on_reward_error not in ("zero", "raise"):
             raise ConfigError(f"on_reward_error must be 'zero' or 'raise', got {on_reward_error!r}")
+        parse_reference_dtype(reference_dtype)  # a one-line error even without a KL term
         chosen = build_objective(objective, objective_settings)
         estimator_name = estimator or chosen.default_estimator
         allowed = chosen.estimators
@@ -142,9 +154,12 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         self._nonfinite_streak = 0
         self.reward_errors = 0
         # Kept out of nn.Module registration: not trained, not in the optimizer, not in
-        # checkpoints (it is the initial policy, rebuilt from the config).
+        # checkpoints (it is the initial policy, rebuilt from the config). With LoRA it is
+        # the policy with its adapter disabled, sharing the base's weights.
         needs_reference = self.objective.kl_coef > 0
-        self.__dict__["reference"] = frozen_copy(self.policy) if needs_reference else None
+        self.__dict__["reference"] = (
+            build_reference(self.policy, reference_dtype) if needs_reference else None
+        )
 
     @property
     def progress_label(self) -> str:
@@ -220,12 +235,23 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
             return 0.0
 
     # ---- 3-4: the likelihood phase -------------------------------------------------------------
+    def configure_model(self) -> None:
+        """FSDP2 under ModelParallelStrategy: the policy (base class), then a frozen reference
+        copy the same way, freeing its full parameters after every forward. A LoRA policy's
+        reference is the policy itself with the adapter off: already sharded with it."""
+        super().configure_model()
+        reference = self.__dict__.get("reference")
+        if self.device_mesh is not None and isinstance(reference, nn.Module):
+            mesh = data_parallel_mesh(self.device_mesh)
+            shard_model(reference.model, mesh, reshard_after_forward=True)
+
     def _sync_context(self, is_last: bool):
-        """Under DDP, all-reduce gradients only on the last backward of the step."""
+        """Gradients are communicated only on the last backward of the step: DDP's
+        ``no_sync`` (all-reduce) or FSDP2's ``set_requires_gradient_sync`` (reduce-scatter)."""
         model = self._trainer.model if self._trainer else None
-        if not is_last and isinstance(model, DistributedDataParallel):
-            return model.no_sync()
-        return nullcontext()
+        if isinstance(model, DistributedDataParallel):
+            return model.no_sync() if not is_last else nullcontext()
+        return gradient_sync(self, enabled=is_last)  # a no-op without FSDP2 modules
 
     def likelihood_loop(self, objective=None) -> LikelihoodLoop:
         """The loop over mask samples for ``objective`` (default: this module's)."""
@@ -235,7 +261,9 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
             return self.policy(ids, attention, logits_to_keep=length)
 
         def reference_logits(ids, attention, length):
-            if next(reference.parameters()).device != self.device:
+            # A separate copy follows the module to its device; a LoRA reference is the policy.
+            separate = isinstance(reference, torch.nn.Module)
+            if separate and next(reference.parameters()).device != self.device:
                 reference.to(self.device)
             return reference(ids, attention, logits_to_keep=length)
 

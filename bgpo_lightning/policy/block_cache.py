@@ -9,6 +9,9 @@ bidirectional and left padding stays hidden because every call gets explicit pos
 
 The cache is handed to the model as its ``cache``/``past_key_values`` argument: the attention
 layers call its ``update`` with their new keys and values and attend to what it returns.
+
+A policy with shifted logits (Dream) reads position ``i``'s logits from the output at ``i - 1``,
+so for it the position just before the block is rerun with the block instead of being cached.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import inspect
 from typing import Literal
 
 import torch
+from peft import PeftModel
+from torch import nn
 
 from bgpo_lightning.policy.diffusion_lm import DiffusionLM
 
@@ -75,9 +80,15 @@ class BlockKVCache:
     ) -> None:
         if mode not in ("prefix", "dual"):
             raise ValueError(f"mode must be 'prefix' or 'dual', got {mode!r}")
-        self.model = policy.model
+        self.model = _transformers_model(policy.model)
         self.mode = mode
         self.attention_mask = attention_mask
+        self.shift = 1 if policy.shifted_logits else 0
+        if self.shift and (type(self).refresh, type(self).step) != (
+            BlockKVCache.refresh,
+            BlockKVCache.step,
+        ):
+            raise ValueError(f"{type(self).__name__} cannot serve shifted logits (Dream)")
         parameters = inspect.signature(self.model.forward).parameters
         # transformers 5 renamed `past_key_values` to `cache` (the old name still works a while).
         if "cache" in parameters:
@@ -130,13 +141,21 @@ class BlockKVCache:
     def _context_slices(self, length: int, start: int, end: int) -> list[slice]:
         return [slice(0, start)] + ([slice(end, length)] if self.mode == "dual" else [])
 
+    def _first_query(self, start: int) -> int:
+        """First position a step reruns: the block's, or the one before it for shifted logits."""
+        return start - min(self.shift, start)
+
+    def _logit_sources(self, start: int, end: int, device: torch.device) -> torch.Tensor:
+        """Positions whose outputs are the block's logits (``DiffusionLM``'s shift)."""
+        return (torch.arange(start, end, device=device) - self.shift).clamp_min(0)
+
     def refresh(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """Runs the full sequence, keeps the context's keys/values, returns the block's logits."""
         keep, positions = self._keep_and_positions(x)
-        context = self._context_slices(x.shape[1], start, end)
+        context = self._context_slices(x.shape[1], self._first_query(start), end)
         length = sum(s.stop - s.start for s in context)
         self._context = _ContextKeyValues(context, length)
-        block = torch.arange(start, end, device=x.device)
+        block = self._logit_sources(start, end, x.device)
         logits = self._run(x, positions, keep, self._context, block)
         self._context.recording = False
         self._block = (start, end)
@@ -148,9 +167,17 @@ class BlockKVCache:
         if self._context is None or self._block != (start, end):
             raise RuntimeError(f"step for block {(start, end)} without a refresh of that block")
         keep, positions = self._keep_and_positions(x)
+        first = self._first_query(start)
         stop = x.shape[1] if self.mode == "prefix" else end
         context_mask = torch.cat([keep[:, s] for s in self._context.context], dim=1)
-        key_mask = torch.cat([context_mask, keep[:, start:stop]], dim=1)
-        # The block comes first among the queries, so its logits are the first ones.
-        block = torch.arange(end - start, device=x.device)
-        return self._run(x[:, start:stop], positions[:, start:stop], key_mask, self._context, block)
+        key_mask = torch.cat([context_mask, keep[:, first:stop]], dim=1)
+        # The queries start at `first`, so the block's logits come first.
+        block = self._logit_sources(start, end, x.device) - first
+        return self._run(x[:, first:stop], positions[:, first:stop], key_mask, self._context, block)
+
+
+def _transformers_model(model: nn.Module) -> nn.Module:
+    """The transformers model inside a peft wrapper, which hides its cache arguments behind
+    ``**kwargs``. LoRA layers live inside that model, so calling it still runs the adapter.
+    (``build_policy`` keeps the bare model in ``DiffusionLM`` already.)"""
+    return model.get_base_model() if isinstance(model, PeftModel) else model

@@ -7,9 +7,32 @@ import inspect
 import torch
 from torch import nn
 
+# Config flag of models whose diffusion logits at position i are their outputs at i - 1
+# (Dream, initialised from an autoregressive model); position 0 keeps its own.
+SHIFTED_LOGITS_KEY = "bgpo_shifted_logits"
+
+
+def shifts_logits(model: nn.Module) -> bool:
+    """Whether ``model``'s config marks its logits as shifted (``SHIFTED_LOGITS_KEY``)."""
+    return bool(getattr(getattr(model, "config", None), SHIFTED_LOGITS_KEY, False))
+
+
+def forward_parameters(model: nn.Module) -> set[str]:
+    """Names of the keyword arguments ``model.forward`` takes.
+
+    A peft wrapper passes its ``**kwargs`` on to the model it wraps, whose forward counts.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(base.forward).parameters)
+
 
 class DiffusionLM(nn.Module):
     """Wraps a transformers model so every caller gets full-sequence bidirectional logits.
+
+    Adapts to the model's forward: transformers models get a 4-D key mask and position ids,
+    remote-code models without ``position_ids`` the usual 2-D mask. Models whose config says
+    ``SHIFTED_LOGITS_KEY`` (Dream) have their logits shifted here, so callers never see the
+    difference.
 
     Args:
         model: a transformers model whose attention is already bidirectional.
@@ -20,9 +43,14 @@ class DiffusionLM(nn.Module):
         super().__init__()
         self.model = model
         self.mask_token_id = mask_token_id
+        self.shifted_logits = shifts_logits(model)
+        parameters = forward_parameters(model)
         # transformers' causal-LM heads can skip the output projection for unwanted positions;
         # remote-code models without the argument get their full logits sliced instead.
-        self._model_slices_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._model_slices_logits = "logits_to_keep" in parameters
+        self._model_takes_positions = "position_ids" in parameters
+        self._model_takes_mask = "attention_mask" in parameters
+        self._model_takes_use_cache = "use_cache" in parameters
 
     def forward(
         self,
@@ -40,29 +68,58 @@ class DiffusionLM(nn.Module):
                 At LLaDA's vocabulary the output projection of unneeded positions is a large
                 share of a forward's FLOPs and of the activations kept for backward.
         """
-        kwargs = {}
-        if attention_mask is not None and not bool(attention_mask.all()):
-            keep = attention_mask.bool()
+        length = input_ids.shape[1]
+        window = _as_slice(logits_to_keep)
+        start, stop, _ = window.indices(length) if window is not None else (0, length, 1)
+        if stop <= start:
+            raise ValueError(f"logits_to_keep {logits_to_keep} keeps no position")
+        kwargs = self._mask_arguments(attention_mask)
+        if self._model_takes_use_cache:
+            kwargs["use_cache"] = False
+        if not self.shifted_logits:
+            return self._logits(input_ids, kwargs, start, stop)
+        # Position i reads the output at i - 1, so the window starts one position earlier;
+        # position 0 has no predecessor and keeps its own output. As in Dream's batched code,
+        # a left-padded row's first real token (a prompt token: never scored) reads the pad's.
+        logits = self._logits(input_ids, kwargs, max(start - 1, 0), max(stop - 1, 1))
+        return logits if start > 0 else torch.cat([logits[:, :1], logits[:, : stop - 1]], dim=1)
+
+    def _mask_arguments(self, attention_mask: torch.Tensor | None) -> dict:
+        """The padding-related keyword arguments for the model's forward."""
+        if attention_mask is None or bool(attention_mask.all()):
+            return {}
+        if not self._model_takes_mask:
+            raise ValueError(
+                f"{type(self.model).__name__}.forward takes no attention_mask, so it cannot hide "
+                "the padding of a padded batch"
+            )
+        if not self._model_takes_positions:
+            # Remote-code models without position ids (LLaDA's own) take a 2-D key mask.
+            return {"attention_mask": attention_mask}
+        keep = attention_mask.bool()
+        return {
             # transformers turns a 2-D mask into a causal one; a 4-D boolean key mask is used
             # as given, so padding is hidden while attention stays bidirectional.
-            kwargs["attention_mask"] = keep[:, None, None, :].expand(-1, 1, keep.shape[1], -1)
+            "attention_mask": keep[:, None, None, :].expand(-1, 1, keep.shape[1], -1),
             # Positions count from the first real token, as if the padding were not there.
-            kwargs["position_ids"] = (keep.long().cumsum(dim=-1) - 1).clamp_min(0)
-        window = _as_slice(logits_to_keep)
-        if window is not None:
-            start, stop, _ = window.indices(input_ids.shape[1])
-            if stop <= start:
-                raise ValueError(f"logits_to_keep {logits_to_keep} keeps no position")
-            if self._model_slices_logits:
-                kwargs["logits_to_keep"] = (
-                    stop - start
-                    if stop == input_ids.shape[1]
-                    else torch.arange(start, stop, device=input_ids.device)
-                )
-                window = None
-        out = self.model(input_ids=input_ids, use_cache=False, **kwargs)
+            "position_ids": (keep.long().cumsum(dim=-1) - 1).clamp_min(0),
+        }
+
+    def _logits(self, input_ids: torch.Tensor, kwargs: dict, start: int, stop: int) -> torch.Tensor:
+        """The model's own logits at positions ``start:stop``."""
+        length = input_ids.shape[1]
+        everything = (start, stop) == (0, length)
+        if self._model_slices_logits and not everything:
+            kwargs["logits_to_keep"] = (
+                stop - start
+                if stop == length
+                else torch.arange(start, stop, device=input_ids.device)
+            )
+        out = self.model(input_ids=input_ids, **kwargs)
         logits = out.logits if hasattr(out, "logits") else out[0]
-        return logits if window is None else logits[:, window]
+        if self._model_slices_logits or everything:
+            return logits
+        return logits[:, start:stop]
 
 
 def _as_slice(logits_to_keep: int | slice) -> slice | None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from bgpo_lightning.errors import ConfigError
+from bgpo_lightning.policy.diffusion_lm import forward_parameters
+from bgpo_lightning.policy.dream import is_dream_config, load_dream
+from bgpo_lightning.policy.llada import is_llada_config, load_llada
 
 
 @dataclass
@@ -68,31 +73,63 @@ def make_bidirectional(model: nn.Module) -> nn.Module:
 def load_pretrained(
     path: str | Path, trust_remote_code: bool = False, dtype: torch.dtype | None = None
 ) -> nn.Module:
-    """Loads a diffusion LM from a local Hugging Face directory (no hub access).
+    """Loads a diffusion LM from a local Hugging Face directory (no hub access), bidirectional.
 
-    Llama/Qwen2-shaped checkpoints (ours, converted LLaDA, Dream) are loaded with the
-    causal-LM class and made bidirectional; LLaDA's own remote code with ``trust_remote_code``.
+    LLaDA and Dream checkpoints are converted natively to transformers' Llama and Qwen2 (no
+    remote code; see ``policy.llada``, ``policy.dream``). Other checkpoints (ours, saved
+    conversions) load with their causal-LM class, remote-code models with
+    ``trust_remote_code``.
     """
     path = Path(path)
-    if not (path / "config.json").is_file():
+    config_file = path / "config.json"
+    if not config_file.is_file():
         raise ConfigError(f"no Hugging Face model at {str(path)!r} (config.json not found)")
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    try:
+        raw_config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{config_file} is not JSON: {error}") from error
+    if is_llada_config(raw_config):
+        model = load_llada(path, raw_config, dtype)
+    elif is_dream_config(raw_config):
+        model = load_dream(path, raw_config, dtype)
+    else:
+        model = _load_generic(path, trust_remote_code, dtype)
+    return make_bidirectional(model)
+
+
+def _load_generic(path: Path, trust_remote_code: bool, dtype: torch.dtype | None) -> nn.Module:
+    """Loads with transformers' auto classes; refuses models that cannot hide padding."""
     kwargs = {"dtype": dtype} if dtype is not None else {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            path,
-            config=config,
-            trust_remote_code=trust_remote_code,
-            local_files_only=True,
-            **kwargs,
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                path,
+                config=config,
+                trust_remote_code=trust_remote_code,
+                local_files_only=True,
+                **kwargs,
+            )
+        except ValueError:
+            # Some remote-code dLLMs register only AutoModel.
+            model = AutoModel.from_pretrained(
+                path,
+                config=config,
+                trust_remote_code=trust_remote_code,
+                local_files_only=True,
+                **kwargs,
+            )
+    except AttributeError as error:
+        if "all_tied_weights_keys" not in str(error):
+            raise
+        raise ConfigError(
+            f"the remote modelling code in {path} never calls post_init(), which transformers "
+            f"{transformers.__version__} needs; a LLaDA checkpoint loads natively "
+            "(model_type 'llada' in config.json, no trust_remote_code)"
+        ) from error
+    if "attention_mask" not in forward_parameters(model):
+        raise ConfigError(
+            f"the model in {path} ({type(model).__name__}) takes no attention_mask, so it "
+            "cannot hide the left padding of a batch"
         )
-    except ValueError:
-        # Some remote-code dLLMs register only AutoModel.
-        model = AutoModel.from_pretrained(
-            path,
-            config=config,
-            trust_remote_code=trust_remote_code,
-            local_files_only=True,
-            **kwargs,
-        )
-    return make_bidirectional(model)
+    return model

@@ -123,3 +123,26 @@ def test_cpu_rollout_modes_rows_speedup_and_a_cache_refreshed_every_step(tmp_pat
     assert "== dual+graph: 4 rows" in profile and "device busy" in profile
     table = (out / "rollout_modes.md").read_text()
     assert table.count("\n| dual+threshold0.9 | no |") == 2
+
+
+def test_cpu_variants_gradient_checkpointing_and_lora(tmp_path):
+    out = tmp_path / "variants"
+    bench.main(
+        [
+            "--device", "cpu", "--shape", "tiny", "--prompt-length", "4",
+            "--response-length", "8", "--block-length", "4", "--rollout-steps", "0",
+            "--compare-steps", "0", "--objectives", "bgpo", "--n-t", "2",
+            "--old-pass-n-t", "2", "--variants", "lora", "plain", "gc", "lora+gc",
+            "--warmup-steps", "0", "--measured-steps", "1", "--out", str(out),
+        ]
+    )  # fmt: skip
+    rows = {r["case"]: r for r in read_csv(out / "likelihood.csv")}
+    # The old-pass case (no adapter) runs before the LoRA variants, whatever the order given.
+    assert list(rows) == ["bgpo", "bgpo[gc]", "bgpo+old_pass", "bgpo[lora]", "bgpo[lora+gc]"]
+    assert all(r["status"] == "ok" for r in rows.values())
+    full = int(rows["bgpo"]["trainable_params"])
+    assert int(rows["bgpo[gc]"]["trainable_params"]) == full
+    # Only the adapter trains (at the tiny shape, rank 128 has more weights than the model).
+    adapter = int(rows["bgpo[lora]"]["trainable_params"])
+    assert adapter > 0 and adapter != full
+    assert int(rows["bgpo[lora+gc]"]["trainable_params"]) == adapter
