@@ -56,7 +56,7 @@ import torch
 
 from bgpo_lightning.diffusion.sampler import SamplerConfig
 from bgpo_lightning.policy import DiffusionLM, build_tiny_model
-from experiments.gpu_benchmark.likelihood import LikelihoodCase, measure_likelihood
+from experiments.gpu_benchmark.likelihood import VARIANTS, LikelihoodCase, measure_likelihood
 from experiments.gpu_benchmark.modes import (
     group_prompts,
     measure_modes,
@@ -99,6 +99,25 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         default=[4, 16],
         help="n_t at which BGPO also runs with a separate no-grad l_old pass",
+    )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=["plain"],
+        help="policy variants of the --objectives cases: gc = gradient checkpointing, "
+        "lora = d1's LoRA (r 128, alpha 64)",
+    )
+    p.add_argument(
+        "--precision",
+        default="bf16-true",
+        help="Trainer precision of the likelihood cases (bf16-mixed needs float32 weights)",
+    )
+    p.add_argument(
+        "--weights-dtype",
+        choices=["bfloat16", "float32"],
+        default="bfloat16",
+        help="dtype of the random policy's weights",
     )
     p.add_argument("--num-prompts", type=int, default=2)
     p.add_argument("--group-size", type=int, default=8)
@@ -183,11 +202,13 @@ def matmul_tflops(device: torch.device, size: int = 8192, repeats: int = 20) -> 
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e12
 
 
-def build_policy(shape, max_positions: int, seed: int, device: torch.device) -> DiffusionLM:
-    """Random bf16 weights, initialised on the device (an 8B model in seconds)."""
+def build_policy(
+    shape, max_positions: int, seed: int, device: torch.device, dtype=torch.bfloat16
+) -> DiffusionLM:
+    """Random weights (bf16 by default), initialised on the device (an 8B model in seconds)."""
     torch.manual_seed(seed)
     default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
+    torch.set_default_dtype(dtype)
     try:
         with device:
             model = build_tiny_model(shape.vocab, shape.tiny_config(max_positions))
@@ -217,7 +238,7 @@ def run(args) -> None:
         system["memory_limit_gib"] = args.memory_limit_gib
     print(json.dumps(system, indent=1), flush=True)
     length = args.prompt_length + args.response_length
-    policy = build_policy(shape, length, args.seed, device)
+    policy = build_policy(shape, length, args.seed, device, getattr(torch, args.weights_dtype))
     rows_per_step = args.num_prompts * args.group_size
 
     rollout = {}
@@ -255,9 +276,19 @@ def run(args) -> None:
         (args.out / "profile.txt").write_text(text)
         print(text, flush=True)
 
-    cases = [LikelihoodCase(o, n) for o in args.objectives for n in args.n_t]
+    def variant_cases(lora: bool) -> list[LikelihoodCase]:
+        variants = [v for v in args.variants if ("lora" in v) == lora]
+        return [
+            LikelihoodCase(o, n, variant=v)
+            for v in variants
+            for o in args.objectives
+            for n in args.n_t
+        ]
+
+    cases = variant_cases(lora=False)
     cases += [LikelihoodCase(o, 1) for o in args.one_draw_objectives]
     cases += [LikelihoodCase("bgpo", n, separate_old_pass=True) for n in args.old_pass_n_t]
+    cases += variant_cases(lora=True)  # last: once added to the shared policy, the adapter stays
     rows, out_of_memory = [], set()
     for case in cases:
         if case.label in out_of_memory:  # a larger n_t needs more memory still
@@ -265,6 +296,7 @@ def run(args) -> None:
                 "case": case.label,
                 "objective": case.objective,
                 "n_t": case.num_mc_samples,
+                "variant": case.variant,
                 "separate_old_pass": case.separate_old_pass,
                 "status": "OOM (after smaller)",
                 "likelihood_s": math.nan,
@@ -283,6 +315,7 @@ def run(args) -> None:
                 response_length=args.response_length,
                 warmup_steps=args.warmup_steps,
                 measured_steps=args.measured_steps,
+                precision=args.precision,
             )
             if row["status"] != "ok":
                 out_of_memory.add(case.label)

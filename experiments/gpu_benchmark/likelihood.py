@@ -21,16 +21,23 @@ from torch.utils.data import DataLoader
 from bgpo_lightning.modules import DiffusionRLModule
 from bgpo_lightning.modules.optim import OptimConfig
 from bgpo_lightning.modules.rollout import Rollout
-from bgpo_lightning.policy import frozen_copy
+from bgpo_lightning.policy import frozen_copy, lora
+from bgpo_lightning.policy.checkpointing import enable_gradient_checkpointing
+
+#: How the policy is trained: every weight (``plain``), with gradient checkpointing (``gc``),
+#: a LoRA adapter (``lora``: d1's rank 128, alpha 64, every projection), or both.
+VARIANTS = ("plain", "gc", "lora", "lora+gc")
 
 
 @dataclass(frozen=True)
 class LikelihoodCase:
-    """One benchmark row: objective, n_t and whether l_old costs a separate no-grad pass."""
+    """One benchmark row: objective, n_t, whether l_old costs a separate no-grad pass, and the
+    policy variant (``VARIANTS``)."""
 
     objective: str
     num_mc_samples: int
     separate_old_pass: bool = False
+    variant: str = "plain"
 
     @property
     def estimator_settings(self) -> dict | None:
@@ -39,7 +46,23 @@ class LikelihoodCase:
 
     @property
     def label(self) -> str:
-        return self.objective + ("+old_pass" if self.separate_old_pass else "")
+        label = self.objective + ("+old_pass" if self.separate_old_pass else "")
+        return label + ("" if self.variant == "plain" else f"[{self.variant}]")
+
+
+def apply_variant(policy, variant: str) -> None:
+    """Sets the shared policy up for ``variant``. An adapter cannot be taken off again, so the
+    caller runs every LoRA variant after the others."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
+    if "lora" in variant and lora.adapter_of(policy) is None:
+        lora.add_lora(policy, lora.LoraSpec())
+    elif "lora" not in variant and lora.adapter_of(policy) is not None:
+        raise ValueError(f"variant {variant!r} after a LoRA variant: the adapter stays on")
+    if "gc" in variant:
+        enable_gradient_checkpointing(policy.model)
+    else:
+        policy.model.gradient_checkpointing_disable()
 
 
 class RandomRolloutRL(DiffusionRLModule):
@@ -111,6 +134,7 @@ def measure_likelihood(
     response_length: int,
     warmup_steps: int,
     measured_steps: int,
+    precision: str = "bf16-true",
 ) -> dict:
     """Runs ``warmup_steps + measured_steps`` optimizer steps of one case.
 
@@ -121,6 +145,7 @@ def measure_likelihood(
     """
     # Lightning's teardown moves the module, and with it the shared policy, to the CPU.
     policy.to(device)
+    apply_variant(policy, case.variant)
     _release(policy)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -141,7 +166,7 @@ def measure_likelihood(
     trainer = L.Trainer(
         accelerator=device.type,
         devices=1,
-        precision="bf16-true",
+        precision=precision,
         max_steps=warmup_steps + measured_steps,
         logger=False,
         enable_checkpointing=False,
@@ -162,6 +187,8 @@ def measure_likelihood(
         "objective": case.objective,
         "separate_old_pass": case.separate_old_pass,
         "n_t": case.num_mc_samples,
+        "variant": case.variant,
+        "trainable_params": sum(p.numel() for p in policy.parameters() if p.requires_grad),
         "status": status,
         "likelihood_s": (
             sum(r["likelihood_s"] for r in records) / len(records)

@@ -11,6 +11,8 @@ COLUMNS = [
     "objective",
     "separate_old_pass",
     "n_t",
+    "variant",
+    "trainable_params",
     "status",
     "peak_gib",
     "likelihood_s",
