@@ -7,6 +7,11 @@ AdamW's two moments, at the bytes per parameter of the measured precision) and t
 (activations, logits, temporaries), which sharding leaves on every GPU. The estimate for N GPUs
 in another precision is that precision's state over N, plus the rest, plus the two decoder
 layers FSDP2 holds unsharded at a time (the one running and the one prefetched).
+
+BGPO reduce-scatters gradients only on a step's last backward (``sharding.gradient_sync``), so
+between its backwards every GPU holds the full, unsharded gradient of the trained parameters:
+the estimate counts the gradient whole instead of over N (``--sync-every-backward`` drops that,
+for code that reduce-scatters at every backward).
 """
 
 from __future__ import annotations
@@ -35,7 +40,13 @@ def state_bytes(params: int, trainable: int, precision: str) -> int:
 
 
 def estimate_rows(
-    rows: list[dict], params: int, layer_params: int, measured: str, target: str, gpus: int
+    rows: list[dict],
+    params: int,
+    layer_params: int,
+    measured: str,
+    target: str,
+    gpus: int,
+    deferred_sync: bool = True,
 ) -> list[dict]:
     """One estimate per measured ``ok`` row (see the module docstring)."""
     out = []
@@ -51,6 +62,9 @@ def estimate_rows(
             state_bytes(trainable, trainable, target) + frozen * STATE_BYTES[target]["compute"]
         )
         gathered = 2 * layer_params * STATE_BYTES[target]["compute"] / GIB
+        gradient = trainable * STATE_BYTES[target]["grad"]
+        # Kept whole between the backwards of a step: counted in full, not over the GPUs.
+        unsharded_grad = gradient * (1 - 1 / gpus) / GIB if deferred_sync else 0.0
         out.append(
             {
                 "case": row["case"],
@@ -60,7 +74,8 @@ def estimate_rows(
                 "rest_gib": rest,
                 "target_state_per_gpu_gib": target_state / gpus / GIB,
                 "gathered_layers_gib": gathered,
-                "per_gpu_gib": target_state / gpus / GIB + rest + gathered,
+                "unsharded_grad_gib": unsharded_grad,
+                "per_gpu_gib": target_state / gpus / GIB + rest + gathered + unsharded_grad,
             }
         )
     return out
@@ -69,15 +84,16 @@ def estimate_rows(
 def markdown(rows: list[dict], target: str, gpus: int) -> str:
     lines = [
         f"| case | n_t | measured peak GiB | its training state GiB | rest GiB | {target} state "
-        f"/ {gpus} GiB | 2 gathered layers GiB | estimate per GPU GiB |",
-        "|---|---|---|---|---|---|---|---|",
+        f"/ {gpus} GiB | 2 gathered layers GiB | gradient kept whole (extra) GiB | "
+        "estimate per GPU GiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['case']} | {r['n_t']} | {r['measured_peak_gib']:.1f} | "
             f"{r['measured_state_gib']:.1f} | {r['rest_gib']:.1f} | "
             f"{r['target_state_per_gpu_gib']:.1f} | {r['gathered_layers_gib']:.1f} | "
-            f"{r['per_gpu_gib']:.1f} |"
+            f"{r['unsharded_grad_gib']:.1f} | {r['per_gpu_gib']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -89,6 +105,11 @@ def main(argv=None) -> None:
     p.add_argument("--gpus", type=int, default=8)
     p.add_argument("--measured-precision", choices=sorted(STATE_BYTES), default="bf16-true")
     p.add_argument("--target-precision", choices=sorted(STATE_BYTES), default="bf16-mixed")
+    p.add_argument(
+        "--sync-every-backward",
+        action="store_true",
+        help="gradients reduce-scattered at every backward (not BGPO's once per step)",
+    )
     args = p.parse_args(argv)
     shape = SHAPES[args.shape]
     layer_params = shape.body_params // shape.layers
@@ -99,6 +120,7 @@ def main(argv=None) -> None:
         args.measured_precision,
         args.target_precision,
         args.gpus,
+        deferred_sync=not args.sync_every_backward,
     )
     table = markdown(rows, args.target_precision, args.gpus)
     name = f"fsdp2_estimate_{args.gpus}gpus_{args.target_precision}.md"

@@ -24,7 +24,9 @@ def test_estimate_from_a_measured_row_full_and_lora():
         {"case": "vrpo_ol", "n_t": 8, "status": "OOM", "trainable_params": params,
          "peak_gib": float("nan")},
     ]  # fmt: skip
-    full, lora = est.estimate_rows(rows, params, layer, "bf16-true", "bf16-mixed", gpus=8)
+    full, lora = est.estimate_rows(
+        rows, params, layer, "bf16-true", "bf16-mixed", gpus=8, deferred_sync=False
+    )
     assert full["measured_state_gib"] == pytest.approx(8 * 8)  # 8 GiB params x 8 bytes
     assert full["rest_gib"] == pytest.approx(70 - 64)
     assert full["target_state_per_gpu_gib"] == pytest.approx(8 * 16 / 8)
@@ -47,3 +49,14 @@ def test_command_writes_the_table(tmp_path):
     est.main([str(tmp_path), "--shape", "8b", "--gpus", "8"])
     table = (tmp_path / "fsdp2_estimate_8gpus_bf16-mixed.md").read_text()
     assert table.count("\n| bgpo | 4 |") == 1
+
+
+def test_deferred_gradient_sync_keeps_the_whole_gradient_on_each_gpu():
+    params = 8 * GIB
+    row = {"case": "bgpo", "n_t": 4, "status": "ok", "trainable_params": params, "peak_gib": 70.0}
+    synced, deferred = (
+        est.estimate_rows([row], params, 0, "bf16-true", "bf16-mixed", 8, deferred_sync=d)[0]
+        for d in (False, True)
+    )
+    # float32 gradient of 8 GiB parameters: 32 GiB whole instead of 4 GiB per GPU
+    assert deferred["per_gpu_gib"] - synced["per_gpu_gib"] == pytest.approx(32 - 4)
