@@ -33,7 +33,8 @@ Memory: the gradients are summed one MC sample and micro-batch at a time (activa
 n_t), and the statistics are streamed (:class:`RunningMoments`): four flat float64 buffers of
 the measured parameters' size, whatever ``R`` and n_t, plus one parameter-sized gradient at a
 time and the ``(n_t, N, L)`` boolean masks. ``param_names`` restricts the measurement to a
-subset of parameters for large models. Sharded parameters (FSDP2 DTensors) are not supported.
+subset of parameters for large models. Sharded parameters (FSDP2 DTensors) are not supported:
+``fit`` stops with a ``ConfigError`` at its start (``autograd.grad`` would give zeros).
 
 DDP: every rank measures its own rollout's local gradient, with no communication (nothing to
 deadlock or desync; DDP's reducer is not involved, see ``DiffusionRLModule.policy_gradient``).
@@ -64,6 +65,7 @@ from bgpo_lightning.callbacks.running_moments import (
 )
 from bgpo_lightning.diffusion.estimators import check_estimator
 from bgpo_lightning.errors import ConfigError
+from bgpo_lightning.modules.policy_gradient import check_unsharded
 from bgpo_lightning.modules.rollout import Rollout
 from bgpo_lightning.objectives import check_objective
 
@@ -151,6 +153,8 @@ class GradientStatistics(L.Callback):
         self._params = [p for _, p in select_parameters(pl_module.policy, self.param_names)]
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Here, not in setup: ModelParallelStrategy shards in configure_model, after setup.
+        check_unsharded(pl_module.policy)
         # trainer.log_dir broadcasts: ask on every rank, here, not from rank 0 alone later.
         self._log_dir = Path(trainer.log_dir or trainer.default_root_dir)
 

@@ -10,6 +10,10 @@ import lightning as L
 class HFExport(L.Callback):
     """Saves ``policy`` and tokenizer with ``save_pretrained`` at the end of ``fit``.
 
+    Runs on every rank: under FSDP2 gathering the sharded weights is a collective (and
+    ``trainer.log_dir`` broadcasts under any distributed strategy); the module's ``save_hf``
+    writes on global rank 0 only, where ``saved_to`` is recorded.
+
     Args:
         dirpath: target directory; default ``<log_dir>/hf_checkpoint``.
     """
@@ -19,9 +23,9 @@ class HFExport(L.Callback):
         self.saved_to: Path | None = None
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
         target = self.dirpath or str(
             Path(trainer.log_dir or trainer.default_root_dir) / "hf_checkpoint"
         )
-        self.saved_to = pl_module.save_hf(target)
+        saved_to = pl_module.save_hf(target)
+        if trainer.is_global_zero:
+            self.saved_to = saved_to

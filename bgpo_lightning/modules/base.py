@@ -6,12 +6,20 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import torch.distributed as dist
 
 from bgpo_lightning.diffusion.sampler import SamplerConfig, generate
+from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.modules.hparams import as_config
 from bgpo_lightning.modules.metrics import MeanWithStdError
 from bgpo_lightning.modules.optim import OptimConfig, build_optimizer
-from bgpo_lightning.modules.sharding import data_parallel_mesh, full_tensor, shard_model
+from bgpo_lightning.modules.sharding import (
+    data_parallel_mesh,
+    full_state_dict,
+    full_tensor,
+    is_sharded,
+    shard_model,
+)
 from bgpo_lightning.policy import (
     PolicySpec,
     build_policy,
@@ -90,16 +98,44 @@ class DiffusionPolicyModule(L.LightningModule):
         return gen
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["generator_states"] = {k: g.get_state() for k, g in self._generators.items()}
+        states = {k: g.get_state() for k, g in self._generators.items()}
+        checkpoint["generator_states"] = states  # this rank's; what older versions read
+        # Only rank 0 writes the file (DDP) or the metadata (FSDP2's distributed checkpoint),
+        # but every rank runs this hook: gather every rank's streams, indexed by global rank,
+        # so that a resumed rank replays its own rollouts and masks, not rank 0's.
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            by_rank: list = [None] * dist.get_world_size()
+            dist.all_gather_object(by_rank, states)
+        else:
+            by_rank = [states]
+        checkpoint["generator_states_by_rank"] = by_rank
         # With LoRA only the adapter is kept: the frozen base comes from the config on resume.
         drop_frozen_base(self.policy, checkpoint, prefix="policy.")
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._pending_generator_states = dict(checkpoint.get("generator_states", {}))
+        by_rank = checkpoint.get("generator_states_by_rank")
+        if by_rank is None:  # a checkpoint from before the per-rank states
+            states = checkpoint.get("generator_states", {})
+        else:
+            # A rank the saving run did not have (resumed on more ranks) starts its streams
+            # from its seed: taking another rank's would replay that rank's draws.
+            rank = self.global_rank
+            states = by_rank[rank] if rank < len(by_rank) else {}
+        self._pending_generator_states = dict(states)
         self._generators.clear()
         restore_frozen_base(self.policy, checkpoint, prefix="policy.")
 
     # ---- optimisation ------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        # Refused here, where ModelParallelStrategy has set the mesh and just before
+        # configure_model shards: LoRA's adapter-only checkpoint hooks and its merged export
+        # are written for whole, unsharded weights.
+        if self.device_mesh is not None and lora.adapter_of(self.policy) is not None:
+            raise ConfigError(
+                "policy.lora is not supported under FSDP2 (ModelParallelStrategy): its "
+                "adapter-only checkpoints and merged export need unsharded weights; use DDP"
+            )
+
     def configure_model(self) -> None:
         """Under ModelParallelStrategy, shards the policy with FSDP2 over the data-parallel
         mesh (:mod:`.sharding`); a no-op under other strategies, which leave no mesh."""
@@ -214,17 +250,26 @@ class DiffusionPolicyModule(L.LightningModule):
     def save_hf(self, directory: str | Path, save_adapter: bool = True) -> Path:
         """Writes the policy and tokenizer in Hugging Face format (``from_pretrained`` reads it).
 
+        Under FSDP2 this gathers the sharded weights, a collective: call it on every rank.
+        Only global rank 0 writes (every rank gets ``directory`` back), so calling it on every
+        DDP rank writes the files once.
+
         A LoRA policy is written merged, as a plain model (a merged copy: the live policy keeps
         its adapter); with ``save_adapter`` its adapter alone also goes to ``directory/adapter``
         in peft's format.
         """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        if lora.adapter_of(self.policy) is None:
-            self.policy.model.save_pretrained(directory)
-        else:
-            lora.merged_model(self.policy).save_pretrained(directory)
-            if save_adapter:
-                lora.save_adapter(self.policy, directory / "adapter")
-        self.tokenizer.save_pretrained(directory)
+        # Sharded (never with LoRA: setup refuses it), every rank takes part in the gather and
+        # rank 0 gets the full weights. Unsharded, save_pretrained reads the model itself, as
+        # before: no CPU copy of the weights, and tied weights keep sharing one tensor.
+        state = full_state_dict(self.policy.model) if is_sharded(self.policy) else None
+        if self.global_rank == 0:  # also 0 outside a Trainer
+            directory.mkdir(parents=True, exist_ok=True)
+            if lora.adapter_of(self.policy) is None:
+                self.policy.model.save_pretrained(directory, state_dict=state)
+            else:
+                lora.merged_model(self.policy).save_pretrained(directory)
+                if save_adapter:
+                    lora.save_adapter(self.policy, directory / "adapter")
+            self.tokenizer.save_pretrained(directory)
         return directory

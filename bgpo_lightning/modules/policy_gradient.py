@@ -13,9 +13,27 @@ from typing import Any
 import torch
 
 from bgpo_lightning.diffusion.estimators import build_estimator
+from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.modules.likelihood import OldTerms
 from bgpo_lightning.modules.rollout import Rollout
+from bgpo_lightning.modules.sharding import is_sharded
 from bgpo_lightning.objectives import Objective, build_objective
+
+
+def check_unsharded(policy: torch.nn.Module) -> None:
+    """Raises for an FSDP2-sharded policy: ``torch.autograd.grad`` with respect to its sharded
+    parameters silently returns no gradient (FSDP2's forward runs on gathered copies, whose
+    gradients only its own backward hooks reduce into the shards), so every measured gradient
+    would be zero.
+
+    Raises:
+        ConfigError: ``policy`` holds FSDP2-sharded parameters.
+    """
+    if is_sharded(policy):
+        raise ConfigError(
+            "policy_gradient (the GradientStatistics callback) does not support FSDP2-sharded "
+            "parameters (ModelParallelStrategy): use DDP or a single device to measure"
+        )
 
 
 class PolicyGradientMixin:
@@ -66,6 +84,7 @@ class PolicyGradientMixin:
         Returns:
             The flat float64 gradient, parameters concatenated in the order of ``params``.
         """
+        check_unsharded(self.policy)
         # Coupled objectives that are linear on-policy (VRPO-OL) run as their linear twin:
         # same gradient, memory flat in num_samples.
         objective = self._measured_objective(objective).on_policy_linear()

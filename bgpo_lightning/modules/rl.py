@@ -321,7 +321,12 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
                 sync=self._sync_context,
                 may_fill_old=inner == 0,
             )
-            if torch.isfinite(loss):
+            # Decided by all ranks together (MIN of the flags; the identity in one process):
+            # a rank skipping alone would leave the others stepping on the gradients its
+            # non-finite loss poisoned (DDP), or waiting alone in the clipping collective
+            # (FSDP2).
+            finite = torch.isfinite(loss.detach()).float()
+            if self.trainer.strategy.reduce(finite, reduce_op="min") > 0:
                 self._nonfinite_streak = 0
                 optimizer.step()
             else:
@@ -339,7 +344,8 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         self._nonfinite_streak += 1
         self.log("train/skipped_nonfinite", 1.0, on_step=True)
         message = (
-            f"non-finite loss {loss.item()} at step {self.global_step}: update skipped "
+            f"non-finite loss at step {self.global_step} (on some rank; this rank's loss is "
+            f"{loss.item()}): update skipped "
             f"({self._nonfinite_streak} in a row)"
         )
         if self._nonfinite_streak >= self.max_nonfinite_steps:

@@ -7,10 +7,15 @@ the buckets it is handed and records each bucket before and after the (ordinary)
 
 Lightning's ``DDPStrategy(ddp_comm_hook=...)`` only registers the hook on CUDA, so a callback
 registers it on the wrapped model in ``on_fit_start`` (before the first backward) instead.
+
+In the same two processes: a resume from the checkpoint file that rank 0 alone writes hands
+each rank its own random streams back; and a non-finite loss on rank 1 alone makes both ranks
+skip the update (a rank deciding alone would diverge, or hang at the next collective).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from contextlib import nullcontext
 from datetime import timedelta
@@ -22,12 +27,16 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from lightning.fabric.plugins.environments.lightning import find_free_network_port
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
+from bgpo_lightning.callbacks import HFExport
 from bgpo_lightning.modules import DiffusionRLModule
 from bgpo_lightning.modules.optim import OptimConfig
+from bgpo_lightning.policy import PolicySpec, build_policy
+from bgpo_lightning.tasks import PromptDataModule
 from tests.modules.conftest import rl_kwargs
 
 WORLD = 2
@@ -54,6 +63,43 @@ class AlwaysSyncRL(DenseRewardRL):
 
     def _sync_context(self, is_last: bool):
         return nullcontext()
+
+
+class NaNOnRank1RL(DenseRewardRL):
+    """Rank 1's first rollout batch gets NaN advantages: its loss is NaN (and, through the
+    all-reduce, both ranks' gradients), while rank 0's own loss stays finite."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.batches = 0
+
+    def rollout_batch(self, batch):
+        roll = super().rollout_batch(batch)
+        self.batches += 1
+        if self.batches == 1 and self.global_rank == 1:
+            nan = torch.full_like(roll.advantages, float("nan"))
+            roll = dataclasses.replace(roll, advantages=nan)
+        return roll
+
+
+class BatchRecorder(L.Callback):
+    """Per training batch: its loss, the optimizer steps so far and the parameters after it."""
+
+    def __init__(self):
+        self.initial = None
+        self.batches: list[dict] = []
+
+    def on_train_start(self, trainer, pl_module):
+        self.initial = flat_params(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.batches.append(
+            {
+                "loss": outputs["loss"].detach().clone(),
+                "global_step": trainer.global_step,
+                "params": flat_params(pl_module),
+            }
+        )
 
 
 def flat_params(pl_module) -> torch.Tensor:
@@ -106,11 +152,15 @@ class CommCounter(L.Callback):
         torch.save(state, os.path.join(self.out_dir, f"rank{trainer.global_rank}.pt"))
 
 
-def ddp_fit(out_dir: Path, data, module_cls, **overrides) -> None:
-    """One 2-rank fit in this (already launched) rank; the callback saves what it saw."""
+def ddp_fit(
+    out_dir: Path, data, module_cls, callbacks=None, steps=MAX_STEPS, ckpt_path=None, **overrides
+):
+    """One 2-rank fit in this (already launched) rank; returns the module. By default a
+    ``CommCounter`` saves what it saw."""
     out_dir.mkdir(exist_ok=True)
     torch.manual_seed(0)  # the tiny model's initial weights (rank 0's are broadcast anyway)
     model = module_cls(**rl_kwargs(optim=OptimConfig(lr=1e-2), **overrides))
+    callbacks = [CommCounter(str(out_dir))] if callbacks is None else list(callbacks)
     trainer = L.Trainer(
         default_root_dir=out_dir,
         accelerator="cpu",
@@ -120,17 +170,18 @@ def ddp_fit(out_dir: Path, data, module_cls, **overrides) -> None:
             bucket_cap_mb=BUCKET_CAP_MB,
             timeout=timedelta(seconds=120),  # a stuck collective fails instead of hanging
         ),
-        max_steps=MAX_STEPS,
+        max_steps=steps,
         precision="64-true",
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
-        callbacks=[CommCounter(str(out_dir))],
+        callbacks=callbacks,
     )
-    trainer.fit(model, data)
+    trainer.fit(model, data, ckpt_path=ckpt_path)
+    return model
 
 
 RUNS = {
@@ -141,6 +192,39 @@ RUNS = {
     # Control: same as "bgpo" but syncing on every backward.
     "always": (AlwaysSyncRL, dict(num_mc_samples=MC_SAMPLES, micro_batch_size=MICRO_BATCH)),
 }
+
+
+def streams(model) -> dict[str, torch.Tensor]:
+    return {name: model.generator(name).get_state() for name in ("rollout", "mask")}
+
+
+def resume_and_nonfinite(out: Path, data, rank: int) -> None:
+    """The checkpoint and non-finite runs; this rank saves what it saw to ``out``."""
+    out.mkdir(exist_ok=True)
+    results = {}
+    # One step with a checkpoint (rank 0 writes the file), then a resume from it that takes
+    # no further step: each rank's streams right after loading, against those it saved.
+    # The HF export runs on both ranks, each told its own directory: only rank 0's is written.
+    checkpoint = ModelCheckpoint(dirpath=out / "ckpt", save_last=True)
+    export = HFExport(dirpath=str(out / f"export{rank}"))
+    saving = ddp_fit(out / "saving", data, DenseRewardRL, [checkpoint, export], steps=1)
+    results["saved_streams"] = streams(saving)
+    results["exported_to"] = export.saved_to
+    results["weights"] = {k: v.clone() for k, v in saving.policy.model.state_dict().items()}
+    last = out / "ckpt" / "last.ckpt"
+    resumed = ddp_fit(out / "resumed", data, DenseRewardRL, [], steps=1, ckpt_path=last)
+    results["resumed_streams"] = streams(resumed)
+    saved_file = torch.load(last, weights_only=False)
+    results["file_streams_by_rank"] = saved_file.get("generator_states_by_rank")
+    # Rank 1's loss is NaN in the first batch, rank 0's is not: three batches for two steps.
+    recorder = BatchRecorder()
+    model = ddp_fit(out / "nonfinite", data, NaNOnRank1RL, [recorder], steps=MAX_STEPS)
+    results["nonfinite"] = {
+        "initial": recorder.initial,
+        "batches": recorder.batches,
+        "streak": model._nonfinite_streak,
+    }
+    torch.save(results, out / f"rank{rank}.pt")
 
 
 def _rank_main(local_rank: int, port: int, out_dir: str, data) -> None:
@@ -158,6 +242,7 @@ def _rank_main(local_rank: int, port: int, out_dir: str, data) -> None:
     try:
         for name, (module_cls, overrides) in RUNS.items():
             ddp_fit(Path(out_dir) / name, data, module_cls, **overrides)
+        resume_and_nonfinite(Path(out_dir) / "extra", data, local_rank)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -170,8 +255,34 @@ def run_ddp(out_dir: Path, data) -> dict[str, list[dict]]:
     mp.spawn(_rank_main, args=(find_free_network_port(), str(out_dir), data), nprocs=WORLD)
     return {
         name: [torch.load(out_dir / name / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
-        for name in RUNS
+        for name in (*RUNS, "extra")
     }
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every 2-rank run of this file, in one pair of processes (started once)."""
+    compact = {"prompt_template": "Sudoku {puzzle}=", "target_template": "{solution}"}
+    data = PromptDataModule(  # conftest's sudoku_data (a function-scoped fixture)
+        task="sudoku",
+        task_kwargs={**compact, "reward_mode": "lenient"},
+        num_train=32,
+        num_val=8,
+        num_test=8,
+        batch_size=2,
+        val_batch_size=8,
+    )
+    out = tmp_path_factory.mktemp("ddp")
+    with pytest.MonkeyPatch.context() as patch:
+        # Under ``--import-mode=importlib`` the root is not on sys.path when run as plain
+        # `pytest`.
+        patch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
+        return {**run_ddp(out, data), "out": out}
+
+
+needs_gloo = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo"
+)
 
 
 def per_step_counts(ranks: list[dict]) -> list[int]:
@@ -180,11 +291,8 @@ def per_step_counts(ranks: list[dict]) -> list[int]:
     return counts[0]
 
 
-@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")
-def test_bgpo_all_reduces_once_per_step_under_ddp(tmp_path, sudoku_data, monkeypatch):
-    # Under ``--import-mode=importlib`` the root is not on sys.path when run as plain `pytest`.
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
-    runs = run_ddp(tmp_path, sudoku_data)
+@needs_gloo
+def test_bgpo_all_reduces_once_per_step_under_ddp(runs):
     bgpo, single, always = runs["bgpo"], runs["single"], runs["always"]
 
     bgpo_counts, single_counts = per_step_counts(bgpo), per_step_counts(single)
@@ -233,3 +341,50 @@ def test_bgpo_all_reduces_once_per_step_under_ddp(tmp_path, sudoku_data, monkeyp
     assert torch.equal(bgpo[0]["params"], bgpo[1]["params"])
     assert not torch.allclose(bgpo[0]["params"], bgpo[0]["initial"])
     torch.testing.assert_close(bgpo[0]["params"], always[0]["params"], rtol=1e-9, atol=1e-12)
+
+
+@needs_gloo
+def test_each_rank_resumes_its_own_streams_from_rank_zeros_checkpoint_file(runs):
+    ranks = runs["extra"]
+    saved = [r["saved_streams"] for r in ranks]
+    assert not torch.equal(saved[0]["rollout"], saved[1]["rollout"])  # seeded by the rank
+    # The one file holds both ranks' states, indexed by global rank ...
+    in_file = ranks[0]["file_streams_by_rank"]
+    assert len(in_file) == WORLD
+    for rank in range(WORLD):
+        for name, state in saved[rank].items():
+            assert torch.equal(in_file[rank][name], state), (rank, name)
+            # ... and each resumed rank took its own back, not rank 0's.
+            assert torch.equal(ranks[rank]["resumed_streams"][name], state), (rank, name)
+
+
+@needs_gloo
+def test_a_nonfinite_loss_on_one_rank_skips_the_update_on_every_rank(runs):
+    first, second = (r["nonfinite"] for r in runs["extra"])
+    assert torch.equal(first["initial"], second["initial"])
+    # Batch 1: only rank 1's loss is NaN, yet neither rank stepped.
+    assert torch.isfinite(first["batches"][0]["loss"])
+    assert torch.isnan(second["batches"][0]["loss"])
+    for rank in (first, second):
+        assert [b["global_step"] for b in rank["batches"]] == [0, 1, 2]
+        assert torch.equal(rank["batches"][0]["params"], rank["initial"])
+        assert rank["streak"] == 0  # reset by the steps that followed
+    # Training went on, in step: identical, finite parameters that moved.
+    for a, b in zip(first["batches"], second["batches"], strict=True):
+        assert torch.equal(a["params"], b["params"])
+    final = first["batches"][-1]["params"]
+    assert torch.isfinite(final).all() and not torch.equal(final, first["initial"])
+
+
+@needs_gloo
+def test_hf_export_under_ddp_is_written_by_rank_zero_alone(runs):
+    first, second = runs["extra"]
+    out = runs["out"] / "extra"
+    assert first["exported_to"] == out / "export0" and second["exported_to"] is None
+    assert not (out / "export1").exists()  # rank 1 ran the callback but wrote nothing
+    loaded, _ = build_policy(PolicySpec(path=str(out / "export0")))
+    exported = loaded.model.state_dict()
+    assert set(exported) == set(first["weights"])
+    for name, value in first["weights"].items():
+        assert torch.equal(exported[name], value), name
+        assert torch.equal(second["weights"][name], value), name  # DDP: the same weights

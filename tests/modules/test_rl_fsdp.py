@@ -26,10 +26,11 @@ The same parity with a KL term (the frozen reference copy sharded as well). Also
 gradient reduce-scatter per FSDP2 unit per optimizer step although BGPO runs 9 backwards
 (``torch.distributed``'s reduce-scatter is wrapped to count calls; a control that syncs on
 every backward shows 9 times as many), also for SFT; the distributed checkpoint resumes to the
-same parameters and random streams as an uninterrupted run (with hooks that keep every rank's
-generator states: the module's own keep rank 0's only, an expected failure below); and
+same parameters as an uninterrupted run, each rank with its own random streams (the module's
+checkpoint hooks gather every rank's generator states: rank 0 alone writes the metadata);
 ``full_state_dict`` gathers the single process's weights on rank 0 (``save_pretrained``
-writes them).
+writes them); and the ``HFExport`` callback, which runs on every rank, writes them at the end of
+fit in a directory that ``PolicySpec(path=...)`` loads.
 """
 
 from __future__ import annotations
@@ -52,11 +53,12 @@ from torch.distributed.fsdp import FSDPModule
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import LlamaForCausalLM
 
+from bgpo_lightning.callbacks import HFExport
 from bgpo_lightning.diffusion.masking import MaskSamples
 from bgpo_lightning.modules import DiffusionSFTModule
 from bgpo_lightning.modules.optim import OptimConfig
 from bgpo_lightning.modules.sharding import full_state_dict, full_tensor
-from bgpo_lightning.policy import PolicySpec
+from bgpo_lightning.policy import PolicySpec, build_policy
 from bgpo_lightning.tasks import PromptDataModule
 from bgpo_lightning.tasks.datamodule import collate_examples
 from tests.helpers import TINY
@@ -146,25 +148,6 @@ class AlwaysSyncReplayRL(ReplayRL):
 
     def _sync_context(self, is_last: bool):
         return nullcontext()
-
-
-class RankStreamsRL(DenseRewardRL):
-    """The module's own (rank-seeded) random streams, with every rank's generator states kept.
-
-    The checkpoint's metadata file is written by rank 0 alone, so the module's
-    ``generator_states`` are rank 0's and a resumed rank 1 would replay rank 0's streams.
-    These two hooks gather all ranks' states on save and hand each rank its own on load.
-    """
-
-    def on_save_checkpoint(self, checkpoint):
-        super().on_save_checkpoint(checkpoint)
-        states = [None] * dist.get_world_size()
-        dist.all_gather_object(states, checkpoint["generator_states"])  # every rank saves
-        checkpoint["generator_states_by_rank"] = states
-
-    def on_load_checkpoint(self, checkpoint):
-        by_rank = checkpoint["generator_states_by_rank"]
-        super().on_load_checkpoint({**checkpoint, "generator_states": by_rank[self.global_rank]})
 
 
 class NormLoggingSFT(KeepsLoggedNorms, DiffusionSFTModule):
@@ -337,9 +320,10 @@ def _rank_main(local_rank: int, port: int, out_dir: str) -> None:
     try:
         # Parity with one process, reduce-scatter count, full_state_dict and the HF export.
         with ReduceScatterCounter() as counter:
-            recorder = Recorder(counter)
-            model = fit(out / "parity", ReplayRL, MAX_STEPS, fsdp2(), [recorder])
+            recorder, export = Recorder(counter), HFExport(dirpath=str(out / "export"))
+            model = fit(out / "parity", ReplayRL, MAX_STEPS, fsdp2(), [recorder, export])
             results["parity"] = recorder.summary(model)
+            results["exported_to"] = export.saved_to
             results["fsdp_units"] = sum(isinstance(m, FSDPModule) for m in model.modules())
             state = full_state_dict(model.policy.model)
             results["full_state_dict"] = None if state is None else dict(state)
@@ -358,28 +342,27 @@ def _rank_main(local_rank: int, port: int, out_dir: str) -> None:
         results["kl_reference_units"] = sum(
             isinstance(m, FSDPModule) for m in model.__dict__["reference"].modules()
         )
-        # Resume from the distributed checkpoint of step 1. One step per epoch: Lightning
-        # restarts an interrupted epoch's data from its first batch (the loader keeps no
-        # state), so only an end-of-epoch checkpoint can continue with the same prompts.
+        # Resume from the distributed checkpoint of step 1, with the module's own (rank-seeded)
+        # random streams and checkpoint hooks. One step per epoch: Lightning restarts an
+        # interrupted epoch's data from its first batch (the loader keeps no state), so only an
+        # end-of-epoch checkpoint can continue with the same prompts.
         checkpoint = ModelCheckpoint(dirpath=out / "ckpt", every_n_train_steps=1, save_top_k=-1)
         straight = fit(
-            out / "straight", RankStreamsRL, MAX_STEPS, fsdp2(), [checkpoint], steps_per_epoch=1
+            out / "straight", DenseRewardRL, MAX_STEPS, fsdp2(), [checkpoint], steps_per_epoch=1
         )
         results["straight"] = flat(straight.policy.parameters())
         results["straight_streams"] = streams(straight)
         step1 = out / "ckpt" / "epoch=0-step=1.ckpt"
         results["checkpoint_files"] = sorted(p.name for p in step1.iterdir())
+        # Lightning's metadata file (every non-tensor entry), written by rank 0 alone.
+        meta = torch.load(step1 / "meta.pt", weights_only=False)
+        results["saved_streams_by_rank"] = meta.get("generator_states_by_rank")
         resumed = fit(
-            out / "resumed", RankStreamsRL, MAX_STEPS, fsdp2(), ckpt_path=step1, steps_per_epoch=1
+            out / "resumed", DenseRewardRL, MAX_STEPS, fsdp2(), ckpt_path=step1, steps_per_epoch=1
         )
         results["resumed"] = flat(resumed.policy.parameters())
         results["resumed_streams"] = streams(resumed)
         results["resumed_step"] = resumed.trainer.global_step
-        # The same checkpoint resumed with the module's own checkpoint hooks.
-        plain = fit(
-            out / "plain", DenseRewardRL, MAX_STEPS, fsdp2(), ckpt_path=step1, steps_per_epoch=1
-        )
-        results["plain_resumed_streams"] = streams(plain)
         torch.save(results, out / f"rank{local_rank}.pt")
     finally:
         if dist.is_initialized():
@@ -480,12 +463,8 @@ def test_resume_from_the_distributed_checkpoint_continues_identically(runs):
         files = rank["checkpoint_files"]
         assert {"__0_0.distcp", "__1_0.distcp", "meta.pt", ".metadata"} <= set(files), files
         assert rank["resumed_step"] == MAX_STEPS
-        # The optimizer state, parameters and each rank's random streams came back.
+        # The optimizer state and parameters came back (and the streams: see below).
         torch.testing.assert_close(rank["resumed"], rank["straight"], rtol=1e-12, atol=1e-14)
-        for name, state in rank["straight_streams"].items():
-            assert torch.equal(rank["resumed_streams"][name], state), name
-    first, second = (r["straight_streams"]["rollout"] for r in runs["ranks"])
-    assert not torch.equal(first, second)  # the ranks' streams are their own
 
 
 @needs_gloo
@@ -514,13 +493,30 @@ def test_sft_trains_under_fsdp2_with_one_reduce_scatter_per_unit_and_step(runs):
 
 
 @needs_gloo
-@pytest.mark.xfail(
-    strict=True,
-    reason="on_save_checkpoint keeps one set of generator states, and the metadata file is "
-    "written by rank 0 alone: a resumed rank 1 replays rank 0's streams (RankStreamsRL's "
-    "hooks show the fix)",
-)
 def test_each_rank_resumes_its_own_streams_with_the_modules_checkpoint_hooks(runs):
+    # Rank 0 alone wrote the metadata, with both ranks' generator states, indexed by rank.
+    saved = runs["ranks"][0]["saved_streams_by_rank"]
+    assert len(saved) == WORLD and set(saved[0]) == set(saved[1]) == {"mask", "rollout"}
+    assert not torch.equal(saved[0]["rollout"], saved[1]["rollout"])  # the ranks' own streams
     for rank in runs["ranks"]:
+        # ... and each rank continued its own streams: the same states as without the resume.
         for name, state in rank["straight_streams"].items():
-            assert torch.equal(rank["plain_resumed_streams"][name], state), name
+            assert torch.equal(rank["resumed_streams"][name], state), name
+    first, second = (r["straight_streams"]["rollout"] for r in runs["ranks"])
+    assert not torch.equal(first, second)
+
+
+@needs_gloo
+def test_hf_export_at_the_end_of_fsdp2_fit_writes_the_full_weights_once(runs):
+    first, second = (r["exported_to"] for r in runs["ranks"])
+    assert first == runs["out"] / "export" and second is None  # recorded on global zero
+    # The directory loads as a policy (model and tokenizer) holding the single process's
+    # weights after the same steps: full weights, gathered from both ranks' shards.
+    loaded, tokenizer = build_policy(PolicySpec(path=str(first)))
+    expected = runs["module"].policy
+    assert loaded.mask_token_id == expected.mask_token_id == tokenizer.mask_token_id
+    exported = loaded.model.state_dict()
+    assert set(exported) == set(expected.model.state_dict())
+    for name, value in expected.model.state_dict().items():
+        assert exported[name].dtype == torch.float64, name
+        torch.testing.assert_close(exported[name], value, rtol=1e-10, atol=1e-12, msg=name)
