@@ -157,6 +157,8 @@ def run_seed(
         curves=str(log_dir / "curves.png"),
     )
     (directory / "results.json").write_text(json.dumps(asdict(result), indent=2))
+    # Per puzzle, in test order: other runs on the same puzzles pair up with these.
+    (directory / "scores.json").write_text(json.dumps({"before": before, "after": after}))
     return result
 
 
