@@ -6,11 +6,11 @@ import random
 from typing import Any
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
 from bgpo_lightning.tasks.base import Example
 from bgpo_lightning.tasks.registry import get_task
+from bgpo_lightning.tasks.resumable_loader import ResumableDataLoader
 
 SPLITS = ("train", "val", "test")
 
@@ -131,20 +131,29 @@ class PromptDataModule(L.LightningDataModule):
         return batch
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        # A seeded generator makes the shuffle order reproducible across runs.
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            self.examples(split),  # a list is a valid map-style dataset
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=generator,
+        common = dict(
             collate_fn=collate_examples,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+        if not shuffle:
+            return DataLoader(self.examples(split), batch_size=batch_size, **common)
+        # The shuffle order is a function of (seed, epoch) and the loader's position in the epoch
+        # is checkpointed, so a mid-epoch resume continues with the batches not yet seen. Under
+        # DDP/FSDP it shards by the strategy's data-parallel rank itself (Lightning then leaves
+        # its sampler in place), so every rank resumes its own share.
+        parallel = (self.trainer.distributed_sampler_kwargs if self.trainer else None) or {}
+        return ResumableDataLoader(
+            self.examples(split),  # a list is a valid map-style dataset
+            batch_size=batch_size,
+            seed=self.seed,
+            num_replicas=parallel.get("num_replicas", 1),
+            rank=parallel.get("rank", 0),
+            **common,
+        )
 
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled training prompts, ``batch_size`` per batch."""
+    def train_dataloader(self) -> ResumableDataLoader:
+        """Shuffled training prompts, ``batch_size`` per batch, resumable mid-epoch."""
         return self._loader("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
