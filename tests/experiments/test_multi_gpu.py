@@ -37,4 +37,5 @@ def test_ddp_matches_one_process_on_the_same_global_batch(tmp_path):
     assert single["max_abs_update"] > 1e-4  # it trained
     # float32 rounding only: a different batch split or stream would differ by the update's size
     assert ddp["max_abs_diff"] < 1e-2 * single["max_abs_update"]
+    assert single["relative_diff"] == 0.0 and 0 <= ddp["relative_diff"] < 1e-3
     assert (tmp_path / "ddp" / "rank1.json").is_file()
