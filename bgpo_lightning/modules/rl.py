@@ -81,6 +81,11 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         seed: seeds the rollout and mask generators.
         use_chat_template: wrap prompts in the tokenizer's chat template when it has one
             (LLaDA-Instruct has one; the embedded character tokenizer has none).
+        gradient_sync: ``last`` communicates gradients once per optimizer step, on its last
+            backward (DDP ``no_sync``, FSDP2 ``set_requires_gradient_sync``); ``every`` on
+            every backward. Under FSDP2, ``last`` keeps the whole unsharded gradient on each
+            GPU between backwards (26 GiB at 8B in float32); ``every`` keeps only its shard,
+            at n_t reduce-scatters per step.
         reference_dtype: weights' dtype of the frozen KL reference copy (``bfloat16`` halves a
             float32 reference's memory); None keeps the policy's. A LoRA policy's reference
             is its base with the adapter disabled, no copy, so it takes None.
@@ -108,6 +113,7 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         seed: int = 0,
         use_chat_template: bool = True,
         reference_dtype: str | None = None,
+        gradient_sync: str = "last",
     ) -> None:
         hparams = plain(dict(locals()))
         for name, value in (
@@ -118,6 +124,8 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         ):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
+        if gradient_sync not in ("last", "every"):
+            raise ConfigError(f"gradient_sync must be 'last' or 'every', got {gradient_sync!r}")
         if on_reward_error not in ("zero", "raise"):
             raise ConfigError(f"on_reward_error must be 'zero' or 'raise', got {on_reward_error!r}")
         parse_reference_dtype(reference_dtype)  # a one-line error even without a KL term
@@ -149,6 +157,7 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         self.share_masks_in_group = share_masks_in_group
         self.separate_old_pass = separate_old_pass
         self.on_reward_error = on_reward_error
+        self.gradient_sync = gradient_sync
         self.max_nonfinite_steps = max_nonfinite_steps
         self.log_completions_every_n_steps = log_completions_every_n_steps
         self._nonfinite_streak = 0
@@ -248,6 +257,8 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
     def _sync_context(self, is_last: bool):
         """Gradients are communicated only on the last backward of the step: DDP's
         ``no_sync`` (all-reduce) or FSDP2's ``set_requires_gradient_sync`` (reduce-scatter)."""
+        if self.gradient_sync == "every":
+            return nullcontext()
         model = self._trainer.model if self._trainer else None
         if isinstance(model, DistributedDataParallel):
             return model.no_sync() if not is_last else nullcontext()

@@ -123,7 +123,8 @@ def main(argv=None) -> None:
         deferred_sync=not args.sync_every_backward,
     )
     table = markdown(rows, args.target_precision, args.gpus)
-    name = f"fsdp2_estimate_{args.gpus}gpus_{args.target_precision}.md"
+    suffix = "_sync_every_backward" if args.sync_every_backward else ""
+    name = f"fsdp2_estimate_{args.gpus}gpus_{args.target_precision}{suffix}.md"
     (args.directory / name).write_text(table)
     print(table)
 

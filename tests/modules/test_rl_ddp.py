@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 
@@ -56,13 +55,6 @@ class DenseRewardRL(DiffusionRLModule):
     def _scores(self, texts, examples):
         rewards = torch.tensor([sum(map(ord, text)) % 97 / 97 for text in texts])
         return rewards, torch.zeros_like(rewards)
-
-
-class AlwaysSyncRL(DenseRewardRL):
-    """Control: all-reduce on every backward (what happens without ``no_sync``)."""
-
-    def _sync_context(self, is_last: bool):
-        return nullcontext()
 
 
 class NaNOnRank1RL(DenseRewardRL):
@@ -189,8 +181,11 @@ RUNS = {
     "bgpo": (DenseRewardRL, dict(num_mc_samples=MC_SAMPLES, micro_batch_size=MICRO_BATCH)),
     # One backward per step: the all-reduce rounds a step should cost.
     "single": (DenseRewardRL, dict(num_mc_samples=1, micro_batch_size=64)),
-    # Control: same as "bgpo" but syncing on every backward.
-    "always": (AlwaysSyncRL, dict(num_mc_samples=MC_SAMPLES, micro_batch_size=MICRO_BATCH)),
+    # Control: same as "bgpo" but syncing on every backward (gradient_sync="every").
+    "always": (
+        DenseRewardRL,
+        dict(num_mc_samples=MC_SAMPLES, micro_batch_size=MICRO_BATCH, gradient_sync="every"),
+    ),
 }
 
 

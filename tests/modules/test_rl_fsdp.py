@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 
@@ -141,13 +140,6 @@ class ReplayRL(KeepsLoggedNorms, DenseRewardRL):
             torch.cat([p.weight for p in parts], dim=1),
             parts[0].coef,
         )
-
-
-class AlwaysSyncReplayRL(ReplayRL):
-    """Control: reduce-scatter on every backward."""
-
-    def _sync_context(self, is_last: bool):
-        return nullcontext()
 
 
 class NormLoggingSFT(KeepsLoggedNorms, DiffusionSFTModule):
@@ -330,7 +322,9 @@ def _rank_main(local_rank: int, port: int, out_dir: str) -> None:
             if state is not None:  # save_pretrained empties the dictionary it is given
                 model.policy.model.save_pretrained(out / "hf", state_dict=state)
             control = Recorder(counter)
-            model = fit(out / "always", AlwaysSyncReplayRL, 1, fsdp2(), [control])
+            # Control: gradient_sync="every" reduce-scatters on every backward.
+            every = {"gradient_sync": "every"}
+            model = fit(out / "always", ReplayRL, 1, fsdp2(), [control], overrides=every)
             results["always"] = control.summary(model)
             sft = Recorder(counter)
             model = fit(out / "sft", NormLoggingSFT, MAX_STEPS, fsdp2(), [sft])

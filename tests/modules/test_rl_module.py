@@ -180,6 +180,7 @@ def test_reward_that_raises_is_zero_and_counted_or_raises(tmp_path, sudoku_data,
         ({"objective_settings": {"clip": 0.2}}, "objective 'bgpo' has no setting 'clip'"),
         ({"estimator_settings": {"nodes": 3}}, "estimator 'stratified' has no setting 'nodes'"),
         ({"num_mc_samples": 0}, "num_mc_samples must be >= 1"),
+        ({"gradient_sync": "sometimes"}, "gradient_sync must be 'last' or 'every'"),
     ],
 )
 def test_bad_configuration_is_named(overrides, message):
