@@ -31,12 +31,13 @@ from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
 from torch.utils.data import DataLoader
 
 from bgpo_lightning.diffusion.masking import MaskSamples
-from bgpo_lightning.modules import DiffusionRLModule
 from bgpo_lightning.modules.optim import OptimConfig
 from bgpo_lightning.modules.rollout import Rollout
 from bgpo_lightning.modules.sharding import full_state_dict
-from bgpo_lightning.policy import DiffusionLM, build_tiny_model
+from bgpo_lightning.policy import DiffusionLM
 from bgpo_lightning.policy.checkpointing import enable_gradient_checkpointing
+from experiments.gpu_benchmark.__main__ import build_policy as build_random_policy
+from experiments.gpu_benchmark.likelihood import RandomRolloutRL
 from experiments.gpu_benchmark.shapes import SHAPES
 
 
@@ -46,50 +47,31 @@ def stream(kind: str, step: int, prompt: int, device: torch.device) -> torch.Gen
     return torch.Generator(device=device).manual_seed(seed)
 
 
-class GlobalBatchRL(DiffusionRLModule):
+class GlobalBatchRL(RandomRolloutRL):
     """BGPO on random rollouts whose content depends only on the global prompt index."""
 
     def __init__(self, policy, prompts_per_gpu: int, prompt_length: int, length: int, **kw):
-        super().__init__(**kw)
-        self.policy = policy
-        self.prompts_per_gpu = prompts_per_gpu
-        self.prompt_length = prompt_length
-        self.response_length = length
-        self.records: list[dict] = []
+        super().__init__(policy, prompts_per_gpu, prompt_length, length, **kw)
         self._prompts: list[int] = []
 
     def _global_prompts(self) -> list[int]:
-        per_step = self.prompts_per_gpu * self.trainer.world_size
-        first = self.global_step * per_step + self.global_rank * self.prompts_per_gpu
-        return list(range(first, first + self.prompts_per_gpu))
+        per_step = self.num_prompts * self.trainer.world_size
+        first = self.global_step * per_step + self.global_rank * self.num_prompts
+        return list(range(first, first + self.num_prompts))
 
     def rollout_batch(self, batch) -> Rollout:
         self._prompts = self._global_prompts()
         vocab = min(self.policy.model.config.vocab_size, self.policy.mask_token_id)
-        g, parts = self.group_size, []
+        g, device, parts = self.group_size, self.device, []
         for p in self._prompts:
-            gen = stream("rollout", self.global_step, p, self.device)
-            prompt = torch.randint(
-                0, vocab, (1, self.prompt_length), generator=gen, device=self.device
-            )
+            gen = stream("rollout", self.global_step, p, device)
+            prompt = torch.randint(0, vocab, (1, self.prompt_length), generator=gen, device=device)
             responses = torch.randint(
-                0, vocab, (g, self.response_length), generator=gen, device=self.device
+                0, vocab, (g, self.response_length), generator=gen, device=device
             )
-            rewards = torch.rand(g, generator=gen, device=self.device)
+            rewards = torch.rand(g, generator=gen, device=device)
             parts.append((prompt.expand(g, -1), responses, rewards))
-        prompts, responses, rewards = (torch.cat(x) for x in zip(*parts, strict=True))
-        n = responses.shape[0]
-        return Rollout(
-            prompt_ids=prompts,
-            prompt_mask=torch.ones_like(prompts),
-            responses=responses,
-            completion_mask=torch.ones_like(responses, dtype=torch.bool),
-            rewards=rewards,
-            accuracy=torch.zeros_like(rewards),
-            advantages=self.objective.advantages(rewards, g),
-            texts=[""] * n,
-            examples=[None] * n,
-        )
+        return self.random_rollout(*(torch.cat(x) for x in zip(*parts, strict=True)))
 
     def draw_rollout_masks(self, n: int, length: int, prompt_length: int = 0) -> MaskSamples:
         count = self.objective.num_samples(self.num_mc_samples, self.num_inner_updates)
@@ -111,30 +93,18 @@ class GlobalBatchRL(DiffusionRLModule):
         )
 
     def _log_step(self, roll, loss, rollout_time, likelihood_time) -> None:
-        cuda = self.device.type == "cuda"
-        self.records.append(
-            {
-                "step": self.global_step,
-                "likelihood_s": likelihood_time,
-                "peak_gib": torch.cuda.max_memory_allocated(self.device) / 2**30 if cuda else 0,
-                "loss": float(loss),
-            }
-        )
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(self.device)
+        super()._log_step(roll, loss, rollout_time, likelihood_time)
+        self.records[-1].update(step=self.global_step, loss=float(loss))
 
 
 def build_policy(args, device: torch.device) -> DiffusionLM:
     """The same random float32 weights on every GPU (one seed, built on the device)."""
     shape = SHAPES[args.shape]
-    torch.manual_seed(args.seed)
-    with device:
-        model = build_tiny_model(
-            shape.vocab, shape.tiny_config(args.prompt_length + args.response_length)
-        )
+    length = args.prompt_length + args.response_length
+    policy = build_random_policy(shape, length, args.seed, device, torch.float32)
     if args.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    return DiffusionLM(model, shape.mask_id).train()
+        enable_gradient_checkpointing(policy.model)
+    return policy
 
 
 def strategy(args):
@@ -196,7 +166,7 @@ def run(args) -> None:
         "gpus": gpus,
         "rank": trainer.global_rank,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "rows_per_gpu": module.prompts_per_gpu * args.group_size,
+        "rows_per_gpu": module.num_prompts * args.group_size,
         "records": module.records,
         "wall_s": wall,
         "args": {k: str(v) for k, v in vars(args).items()},
@@ -224,7 +194,7 @@ def summarize(directory: Path, warmup: int) -> dict:
         "device": ranks[0]["device"],
         "rows_per_gpu": ranks[0]["rows_per_gpu"],
         "step_s": sum(per_step) / len(per_step),
-        "peak_gib_per_gpu": max(r["peak_gib"] for m in measured for r in m),
+        "peak_gib_per_gpu": max(r["peak_bytes"] for m in measured for r in m) / 2**30,
     }
 
 

@@ -26,3 +26,17 @@ def random_sequences(n: int, prompt: int, response: int, seed: int = 0) -> torch
     """Random ordinary (non-special) tokens, ``(n, prompt + response)``."""
     gen = torch.Generator().manual_seed(seed)
     return torch.randint(4, 100, (n, prompt + response), generator=gen)
+
+
+def join_as_rank(local_rank: int, world: int, port: int) -> None:
+    """Sets the environment torchrun gives a rank on one node, so Lightning joins its group."""
+    import os
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world),
+        NODE_RANK="0",
+        LOCAL_RANK=str(local_rank),
+        RANK=str(local_rank),
+    )

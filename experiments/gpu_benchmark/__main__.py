@@ -349,6 +349,12 @@ def _timed_modes(args) -> list:
     return [(m, False) for m in modes] + compiled
 
 
+def _mode_base_config(args) -> SamplerConfig:
+    """The rollout every mode changes: the paper's temperature, --rollout-mode-steps steps."""
+    steps = args.rollout_mode_steps or args.rollout_steps
+    return SamplerConfig(args.response_length, args.block_length, steps, temperature=0.6)
+
+
 def run_modes(args, policy: DiffusionLM, likelihood_rows: list[dict]) -> None:
     """Times every rollout mode; writes ``rollout_modes.csv`` and ``rollout_modes.md``."""
     rows_per_step = args.num_prompts * args.group_size
@@ -360,12 +366,7 @@ def run_modes(args, policy: DiffusionLM, likelihood_rows: list[dict]) -> None:
     likelihood_s = bgpo_16[0] if bgpo_16 else args.likelihood_s
     # Lightning's teardown after a likelihood case leaves the shared policy on the CPU.
     policy.to(torch.device(args.device))
-    base = SamplerConfig(
-        args.response_length,
-        args.block_length,
-        args.rollout_mode_steps or args.rollout_steps,
-        temperature=0.6,
-    )
+    base = _mode_base_config(args)
     rows = measure_modes(
         policy,
         _timed_modes(args),
@@ -392,12 +393,7 @@ def run_mode_profiles(args, policy: DiffusionLM) -> None:
     prompts = group_prompts(
         rows, args.group_size, args.prompt_length, policy.mask_token_id, torch.device(args.device)
     )
-    base = SamplerConfig(
-        args.response_length,
-        args.block_length,
-        args.rollout_mode_steps or args.rollout_steps,
-        temperature=0.6,
-    )
+    base = _mode_base_config(args)
     text = profile_modes(policy, args.profile_modes, prompts=prompts, base=base, seed=args.seed)
     (args.out / "profile_modes.txt").write_text(text)
     print(text, flush=True)

@@ -97,9 +97,17 @@ class RandomRolloutRL(DiffusionRLModule):
             device=self.device,
         )
         rewards = torch.rand(n, generator=gen, device=self.device)
+        prompt_ids = prompts.repeat_interleave(self.group_size, dim=0)
+        return self.random_rollout(prompt_ids, responses, rewards)
+
+    def random_rollout(
+        self, prompt_ids: torch.Tensor, responses: torch.Tensor, rewards: torch.Tensor
+    ) -> Rollout:
+        """A rollout of unpadded prompts (one row per response) and complete responses."""
+        n = responses.shape[0]
         return Rollout(
-            prompt_ids=prompts.repeat_interleave(self.group_size, dim=0),
-            prompt_mask=torch.ones(n, self.prompt_length, dtype=torch.long, device=self.device),
+            prompt_ids=prompt_ids,
+            prompt_mask=torch.ones_like(prompt_ids),
             responses=responses,
             completion_mask=torch.ones_like(responses, dtype=torch.bool),
             rewards=rewards,

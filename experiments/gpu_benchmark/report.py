@@ -24,9 +24,10 @@ COLUMNS = [
 ]
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
+def write_csv(rows: list[dict], path: Path, columns: list[str] = COLUMNS) -> None:
+    """``rows`` as CSV with ``columns`` (likelihood rows by default), other keys dropped."""
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -136,10 +137,7 @@ MODE_COLUMNS = [
 
 
 def write_mode_csv(rows: list[dict], path: Path) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=MODE_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, path, MODE_COLUMNS)
 
 
 def mode_table(rows: list[dict], group_size: int) -> str:

@@ -36,6 +36,7 @@ from bgpo_lightning.modules import DiffusionRLModule
 from bgpo_lightning.modules.optim import OptimConfig
 from bgpo_lightning.policy import PolicySpec, build_policy
 from bgpo_lightning.tasks import PromptDataModule
+from tests.helpers import join_as_rank
 from tests.modules.conftest import rl_kwargs
 
 WORLD = 2
@@ -226,14 +227,7 @@ def _rank_main(local_rank: int, port: int, out_dir: str, data) -> None:
     """One of the two processes, launched the way torchrun does: Lightning sees LOCAL_RANK and
     joins the group instead of starting processes itself. All runs share one process group, so
     the process start-up (importing torch and Lightning) is paid once, not per run."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        WORLD_SIZE=str(WORLD),
-        NODE_RANK="0",
-        LOCAL_RANK=str(local_rank),
-        RANK=str(local_rank),
-    )
+    join_as_rank(local_rank, WORLD, port)
     try:
         for name, (module_cls, overrides) in RUNS.items():
             ddp_fit(Path(out_dir) / name, data, module_cls, **overrides)

@@ -36,7 +36,6 @@ fit in a directory that ``PolicySpec(path=...)`` loads.
 from __future__ import annotations
 
 import hashlib
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -60,7 +59,7 @@ from bgpo_lightning.modules.sharding import full_state_dict, full_tensor
 from bgpo_lightning.policy import PolicySpec, build_policy
 from bgpo_lightning.tasks import PromptDataModule
 from bgpo_lightning.tasks.datamodule import collate_examples
-from tests.helpers import TINY
+from tests.helpers import TINY, join_as_rank
 from tests.modules.conftest import GREEDY, rl_kwargs
 from tests.modules.test_rl_ddp import DenseRewardRL
 
@@ -298,14 +297,7 @@ def fsdp2() -> ModelParallelStrategy:
 
 def _rank_main(local_rank: int, port: int, out_dir: str) -> None:
     """One of the two ranks, launched the way torchrun does (Lightning joins the group)."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        WORLD_SIZE=str(WORLD),
-        NODE_RANK="0",
-        LOCAL_RANK=str(local_rank),
-        RANK=str(local_rank),
-    )
+    join_as_rank(local_rank, WORLD, port)
     out = Path(out_dir)
     results = {}
     torch.set_num_threads(1)  # two ranks on a 2-core machine

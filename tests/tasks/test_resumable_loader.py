@@ -3,7 +3,6 @@ alone, through a real DiffusionRLModule fit, and under 2-process gloo DDP."""
 
 from __future__ import annotations
 
-import os
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from bgpo_lightning.modules.optim import OptimConfig
 from bgpo_lightning.tasks import PromptDataModule
 from bgpo_lightning.tasks.datamodule import collate_examples
 from bgpo_lightning.tasks.resumable_loader import ResumableDataLoader
+from tests.helpers import join_as_rank
 from tests.modules.conftest import rl_kwargs
 
 DATA = list(range(10))  # batch_size 3: batches of 3, 3, 3, 1
@@ -214,14 +214,7 @@ DDP_RESUME_AT = (1, 4)
 
 
 def _rank_main(local_rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        WORLD_SIZE=str(WORLD),
-        NODE_RANK="0",
-        LOCAL_RANK=str(local_rank),
-        RANK=str(local_rank),
-    )
+    join_as_rank(local_rank, WORLD, port)
     out = Path(out_dir)
 
     def ddp_fit(root, **kwargs):  # a strategy object serves one Trainer only
