@@ -16,14 +16,13 @@ so for it the position just before the block is rerun with the block instead of 
 
 from __future__ import annotations
 
-import inspect
 from typing import Literal
 
 import torch
 from peft import PeftModel
 from torch import nn
 
-from bgpo_lightning.policy.diffusion_lm import DiffusionLM
+from bgpo_lightning.policy.diffusion_lm import DiffusionLM, forward_parameters, padded_positions
 
 
 class _ContextKeyValues:
@@ -89,7 +88,7 @@ class BlockKVCache:
             BlockKVCache.step,
         ):
             raise ValueError(f"{type(self).__name__} cannot serve shifted logits (Dream)")
-        parameters = inspect.signature(self.model.forward).parameters
+        parameters = forward_parameters(self.model)
         # transformers 5 renamed `past_key_values` to `cache` (the old name still works a while).
         if "cache" in parameters:
             self._cache_argument = "cache"
@@ -114,7 +113,7 @@ class BlockKVCache:
                     f"sequence {tuple(x.shape)}"
                 )
             keep = self.attention_mask.bool()
-        return keep, (keep.long().cumsum(dim=-1) - 1).clamp_min(0)
+        return keep, padded_positions(keep)
 
     def _run(
         self,

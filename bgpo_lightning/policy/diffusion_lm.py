@@ -17,6 +17,12 @@ def shifts_logits(model: nn.Module) -> bool:
     return bool(getattr(getattr(model, "config", None), SHIFTED_LOGITS_KEY, False))
 
 
+def padded_positions(keep: torch.Tensor) -> torch.Tensor:
+    """Position ids ``(B, L)`` of a left-padded batch (``keep`` True at real tokens), counted
+    from each row's first real token, as if the padding were not there."""
+    return (keep.long().cumsum(dim=-1) - 1).clamp_min(0)
+
+
 def forward_parameters(model: nn.Module) -> set[str]:
     """Names of the keyword arguments ``model.forward`` takes.
 
@@ -101,8 +107,7 @@ class DiffusionLM(nn.Module):
             # transformers turns a 2-D mask into a causal one; a 4-D boolean key mask is used
             # as given, so padding is hidden while attention stays bidirectional.
             "attention_mask": keep[:, None, None, :].expand(-1, 1, keep.shape[1], -1),
-            # Positions count from the first real token, as if the padding were not there.
-            "position_ids": (keep.long().cumsum(dim=-1) - 1).clamp_min(0),
+            "position_ids": padded_positions(keep),
         }
 
     def _logits(self, input_ids: torch.Tensor, kwargs: dict, start: int, stop: int) -> torch.Tensor:
