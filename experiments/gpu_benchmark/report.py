@@ -37,7 +37,14 @@ def read_csv(path: Path) -> list[dict]:
         rows = list(csv.DictReader(f))
     for row in rows:
         row["n_t"] = int(row["n_t"])
-        for key in ("peak_gib", "likelihood_s", "likelihood_s_per_sample", "mfu", "step_s"):
+        for key in (
+            "peak_gib",
+            "likelihood_s",
+            "likelihood_s_per_sample",
+            "mfu",
+            "rollout_s",
+            "step_s",
+        ):
             row[key] = float(row[key]) if row.get(key) not in (None, "") else math.nan
     return rows
 
@@ -50,13 +57,15 @@ def _cell(value, digits: int) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     header = (
-        "| case | n_t | status | peak GiB | likelihood s | s / MC sample | MFU | step s |\n"
-        "|---|---|---|---|---|---|---|---|\n"
+        "| case | n_t | status | peak GiB | likelihood s | s / MC sample | MFU | rollout s "
+        "| step s |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = [
         f"| {r['case']} | {r['n_t']} | {r['status']} | {_cell(r['peak_gib'], 1)} | "
         f"{_cell(r['likelihood_s'], 2)} | {_cell(r['likelihood_s_per_sample'], 3)} | "
-        f"{_cell(r['mfu'], 2)} | {_cell(r['step_s'], 2)} |"
+        f"{_cell(r['mfu'], 2)} | {_cell(r.get('rollout_s', math.nan), 2)} | "
+        f"{_cell(r['step_s'], 2)} |"
         for r in rows
     ]
     return header + "\n".join(lines) + "\n"
