@@ -1,6 +1,7 @@
 """The diffusion LM policy: building, loading, tokenizing."""
 
 from bgpo_lightning.policy.block_cache import BlockKVCache
+from bgpo_lightning.policy.bpe_tokenizer import train_bpe_tokenizer
 from bgpo_lightning.policy.checkpointing import enable_gradient_checkpointing
 from bgpo_lightning.policy.diffusion_lm import DiffusionLM
 from bgpo_lightning.policy.lora import LoraSpec, adapter_disabled, adapter_of, merged_model
@@ -42,4 +43,5 @@ __all__ = [
     "make_bidirectional",
     "merged_model",
     "parse_reference_dtype",
+    "train_bpe_tokenizer",
 ]

@@ -1,0 +1,93 @@
+"""VRPO-OL's n_t for the study: the largest that fits the memory BGPO uses at n_t = 16.
+
+VRPO-OL differentiates through the mean of n_t ELBO samples, so it keeps n_t graphs at once;
+BGPO backpropagates one sample at a time. Two training batches of each (no evaluation) give
+the peak memory; candidates are tried from small to large and stop at the first that does
+not fit (more samples only take more memory). Writes ``<root>/<task>/probe.json``.
+
+    python -m experiments.paper_claims.probe --task sudoku
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from experiments.paper_claims.plan import SWEEP_SEED, TASKS, VRPO_OL_CANDIDATE_N_T, RunKey
+from experiments.paper_claims.warm_start import ROOT
+
+PROBE_BATCHES = 2
+TOLERANCE = 1.02  # allocator rounding: within 2% of BGPO's peak counts as fitting
+
+
+def peak_of(root: Path, task: str, method: str, n_t: int, extra: list[str]) -> float | None:
+    from experiments.paper_claims.run_one import train
+
+    key = RunKey(task, method, 1e-4, SWEEP_SEED)
+    overrides = [
+        "--trainer.limit_train_batches",
+        str(PROBE_BATCHES),
+        "--model.init_args.num_mc_samples",
+        str(n_t),
+        *extra,
+    ]
+    result = train(
+        root,
+        key,
+        overrides=overrides,
+        evaluate=False,
+        with_gradient_statistics=False,
+        directory=root / task / "probe" / f"{method}_nt{n_t}",
+    )
+    if result["status"] != "ok":
+        raise SystemExit(f"error: probe run {method} n_t={n_t} failed: {result['status']}")
+    return result["peak_memory_gib"]
+
+
+def choose_n_t(bgpo_peak: float | None, vrpo_peaks: dict[int, float | None]) -> int:
+    """The largest candidate whose peak is within ``TOLERANCE`` of BGPO's (1 when none is,
+    or when memory was not measured, e.g. on a CPU)."""
+    if bgpo_peak is None:
+        return 1
+    fitting = [
+        n for n, peak in vrpo_peaks.items() if peak is not None and peak <= bgpo_peak * TOLERANCE
+    ]
+    return max(fitting, default=1)
+
+
+def probe(task: str, root: Path = ROOT, extra: list[str] | None = None) -> dict:
+    extra = list(extra or [])
+    bgpo_peak = peak_of(root, task, "bgpo_nt16", 16, extra)
+    vrpo_peaks: dict[int, float | None] = {}
+    for n_t in VRPO_OL_CANDIDATE_N_T:
+        vrpo_peaks[n_t] = peak_of(root, task, "vrpo_ol", n_t, extra)
+        if bgpo_peak is None or vrpo_peaks[n_t] is None or vrpo_peaks[n_t] > bgpo_peak * TOLERANCE:
+            break
+    summary = {
+        "bgpo_nt16_peak_gib": bgpo_peak,
+        "vrpo_ol_peak_gib": {str(n): peak for n, peak in vrpo_peaks.items()},
+        "vrpo_ol_n_t": choose_n_t(bgpo_peak, vrpo_peaks),
+        "batches": PROBE_BATCHES,
+        "command": f"python -m experiments.paper_claims.probe --task {task}",
+    }
+    (root / task / "probe.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    from experiments.embedded_default import as_cli_args
+    from experiments.quiet import quiet_entry_point
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--root", type=Path, default=ROOT)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args(argv)
+    quiet_entry_point()
+    probe(args.task, args.root, as_cli_args(args.set))
+
+
+if __name__ == "__main__":
+    main()
