@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def system_info(task: str, concurrency: int) -> dict:
         "device": torch.cuda.get_device_name(0) if cuda else f"CPU ({platform.processor()})",
         "torch": torch.__version__,
         "concurrent_runs": concurrency,
+        # Processes share the GPU through MPS when its daemon's pipe is set (see the README).
+        "mps": bool(os.environ.get("CUDA_MPS_PIPE_DIRECTORY")),
         "rl_config": str(config),
         "rollout_batches": settings["trainer"]["limit_train_batches"],
         "prompts_per_batch": settings["data"]["batch_size"],
@@ -47,6 +50,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tasks", nargs="+", choices=plan.TASKS, default=list(plan.TASKS))
     p.add_argument("--concurrency", type=int, default=8, help="runs at once")
     p.add_argument("--budget-s", type=float, default=24 * 3600.0, help="stop after this long")
+    p.add_argument(
+        "--expected-run-s",
+        type=float,
+        default=480.0,
+        help="a job's duration until one of its kind has finished: none starts that would "
+        "not end within the budget (runs took 360-470 s with 14 sharing an H200)",
+    )
     p.add_argument("--no-report", action="store_true")
     args = p.parse_args(argv)
     if (
@@ -58,7 +68,10 @@ def main(argv: list[str] | None = None) -> dict:
         (args.root / task).mkdir(parents=True, exist_ok=True)
         info = system_info(task, args.concurrency)
         (args.root / task / "system.json").write_text(json.dumps(info, indent=1))
-    outcome = Scheduler(args.root, args.tasks, args.concurrency, args.budget_s).run()
+    scheduler = Scheduler(
+        args.root, args.tasks, args.concurrency, args.budget_s, default_s=args.expected_run_s
+    )
+    outcome = scheduler.run()
     print(json.dumps(outcome, indent=1), flush=True)
     if not args.no_report:
         from experiments.paper_claims import report

@@ -268,6 +268,18 @@ def chosen_learning_rates(runs: Sequence[dict]) -> dict[str, float]:
     return {method: lr for method, (_, lr) in best.items()}
 
 
+def complete_sweeps(runs: Sequence[dict], task: str) -> dict[str, float]:
+    """Chosen learning rates of the methods whose every sweep run has finished (ok or
+    not): a partial sweep picks nothing, and its method's other seeds wait for it."""
+    finished = {(r.get("method"), r.get("lr")) for r in runs if r.get("seed") == plan.SWEEP_SEED}
+    chosen = chosen_learning_rates(runs)
+    return {
+        m.key: chosen[m.key]
+        for m in plan.methods_for(task)
+        if m.key in chosen and all((m.key, lr) in finished for lr in plan.LEARNING_RATES)
+    }
+
+
 def runs_at(runs: Sequence[dict], method: str, lr: float | None) -> list[dict]:
     """The ok runs of ``method`` at ``lr`` with a non-empty curve (every seed)."""
     if lr is None:
@@ -818,7 +830,8 @@ def _machine_line(system: dict | None) -> str:
     if system.get("torch"):
         extras.append(f"torch {system['torch']}")
     if system.get("concurrent_runs"):
-        extras.append(f"{system['concurrent_runs']} runs at a time")
+        sharing = " through CUDA MPS" if system.get("mps") else ""
+        extras.append(f"{system['concurrent_runs']} runs at a time{sharing}")
     return f"Machine: {name}" + (f" ({', '.join(extras)})" if extras else "") + "."
 
 
@@ -873,6 +886,25 @@ def markdown_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def finished_runs_table(runs: Sequence[dict]) -> str:
+    """One line per run: its warm-start, final and best-checkpoint accuracies and cost."""
+    lines = [
+        "| method | lr | seed | status | warm-start test | final val | final test "
+        "| best test | s per batch | peak GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        warm, final, best = warm_point(run), final_point(run), best_point(run)
+        status = "ok" if is_ok(run) else _one_line(run.get("status", "?"))
+        lines.append(
+            f"| {_label(run.get('method', '?'))} | {run.get('lr', 0):g} | {run.get('seed')} | "
+            f"{status} | {pct((warm or {}).get('test'))} | {pct((final or {}).get('val'))} | "
+            f"{pct((final or {}).get('test'))} | {pct((best or {}).get('test'))} | "
+            f"{_num(run.get('step_s'), 2)} | {_num(run.get('peak_memory_gib'), 2)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def task_section(
     task: str,
     runs: Sequence[dict],
@@ -904,6 +936,14 @@ def task_section(
         "",
         markdown_table(rows),
     ]
+    if missing and runs:
+        parts += [
+            "The study is not complete: a method's learning rate is chosen only once its "
+            "whole sweep has finished. Every run finished so far (test and validation "
+            "accuracy in %; best = the test accuracy at the highest validation):",
+            "",
+            finished_runs_table(runs),
+        ]
     if plot_note is None:
         parts.append(f"![{task} curves](results/{task}_curves.png)")
     else:
@@ -938,10 +978,12 @@ def render_markdown(tasks: dict[str, dict]) -> str:
         "",
         "## Reproduce",
         "",
-        "The whole study, one task at a time, then this report:",
+        "The whole study (it runs what is not done yet, so the same command continues it), "
+        "then this report:",
         "",
         "```bash",
-        *(f"python -m experiments.paper_claims --task {task}" for task in tasks),
+        "python -m experiments.paper_claims --datasets ../shared/datasets --concurrency 14 \\",
+        "    --no-report",
         "python -m experiments.paper_claims.report",
         "```",
         "",
@@ -969,7 +1011,7 @@ def build_task(root: Path, task: str, out: Path) -> dict:
     system = read_json(task_dir / "system.json")
     warmstart = read_json(task_dir / "warmstart.json")
     probe = read_json(task_dir / "probe.json")
-    chosen = chosen_learning_rates(runs)
+    chosen = complete_sweeps(runs, task)
     write_runs_csv(runs, chosen, out / "results" / f"{task}_runs.csv")
     plot_note = plot_curves(runs, chosen, task, out / "results" / f"{task}_curves.png")
     return {
@@ -982,11 +1024,37 @@ def build_task(root: Path, task: str, out: Path) -> dict:
     }
 
 
+RAW_FILES = ("*/warmstart.json", "*/probe.json", "*/system.json", "*/runs/*/result.json",
+             "*/runs/*/gradient_statistics.csv")  # fmt: skip
+
+
+def archive(root: Path, dest: Path) -> list[Path]:
+    """Copies the small files the report reads (no weights, no logs) from ``root`` into
+    ``dest`` with the same layout, so that ``--root dest`` reproduces the report."""
+    copied = []
+    for pattern in RAW_FILES:
+        for source in sorted(root.glob(pattern)):
+            target = dest / source.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+            copied.append(target)
+    return copied
+
+
 def main(argv: Sequence[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path("runs/paper_claims"))
     parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also copy the result files into DIR (e.g. docs/results/raw, to commit)",
+    )
     args = parser.parse_args(argv)
+    if args.archive is not None:
+        archive(args.root, args.archive)
     try:
         tasks = {task: build_task(args.root, task, args.out) for task in plan.TASKS}
     except ReportError as error:

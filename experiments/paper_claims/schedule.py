@@ -60,17 +60,6 @@ def _run_job(root: Path, key: plan.RunKey, kind: str, extra: tuple[str, ...]) ->
                args, done, key.method)  # fmt: skip
 
 
-def complete_sweeps(runs: list[dict], task: str) -> dict[str, float]:
-    """Chosen learning rates of the methods whose every sweep run has finished."""
-    finished = {(r["method"], r["lr"]) for r in runs if r.get("seed") == plan.SWEEP_SEED}
-    chosen = report.chosen_learning_rates(runs)
-    return {
-        m.key: chosen[m.key]
-        for m in plan.methods_for(task)
-        if m.key in chosen and all((m.key, lr) in finished for lr in plan.LEARNING_RATES)
-    }
-
-
 def pending_jobs(root: Path, tasks: list[str], run_args: tuple[str, ...] = ()) -> list[Job]:
     """Every job whose inputs exist and whose output does not, in priority order."""
     first, sweep, seeds = [], [], []
@@ -88,7 +77,7 @@ def pending_jobs(root: Path, tasks: list[str], run_args: tuple[str, ...] = ()) -
             if key.method != "vrpo_ol" or probed:
                 sweep.append(_run_job(root, key, "sweep", run_args))
         runs = report.load_runs(root, task)
-        for key in plan.seed_runs(task, complete_sweeps(runs, task)):
+        for key in plan.seed_runs(task, report.complete_sweeps(runs, task)):
             seeds.append(_run_job(root, key, "seeds", run_args))
 
     def by_cost(jobs: list[Job]) -> list[Job]:

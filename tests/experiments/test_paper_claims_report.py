@@ -372,9 +372,13 @@ def test_main_writes_the_report_csv_and_curves(tmp_path, capsys):
     for task in plan.TASKS:
         assert f"## {task.capitalize()}" in text
         assert f"results/{task}_curves.png" in text
-        assert f"python -m experiments.paper_claims --task {task}" in text
-    assert text.count("| BGPO, n_t = 16 |") == 2
-    assert text.count("| BGPO, n_t = 32 |") == 1
+        assert f"results/{task}_runs.csv" in text
+    assert "python -m experiments.paper_claims --datasets" in text
+    # Main tables: one row per method and task. Sudoku lacks a run (its errored seed), so it
+    # also lists every finished run: BGPO n_t = 16's 3 sweep runs and 2 other seeds.
+    assert text.count("The study is not complete") == 1
+    assert text.count("| BGPO, n_t = 16 |") == 2 + 5
+    assert text.count("| BGPO, n_t = 32 |") == 1 + 5
     assert "Machine: NVIDIA H200." in text
     assert "error: NaN loss" in text and "### Missing (1)" in text and "### Missing (0)" in text
     assert "do not edit by hand" in text
@@ -416,3 +420,25 @@ def test_a_malformed_result_is_a_one_line_error_naming_the_file(tmp_path):
         rp.load_runs(tmp_path, "sudoku")
     with pytest.raises(SystemExit, match="result.json"):
         rp.main(["--root", str(tmp_path), "--out", str(tmp_path / "docs")])
+
+
+def test_a_partial_sweep_chooses_no_learning_rate(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "sudoku", "gdpo", LR_LOW, plan.SWEEP_SEED, final_val=0.6)
+    write_run(root, "sudoku", "gdpo", LR_MID, plan.SWEEP_SEED, final_val=0.5)
+    runs = rp.load_runs(root, "sudoku")
+    assert rp.chosen_learning_rates(runs) == {"gdpo": LR_LOW}
+    assert rp.complete_sweeps(runs, "sudoku") == {}  # LR_HIGH has not run yet
+    write_run(root, "sudoku", "gdpo", LR_HIGH, plan.SWEEP_SEED, status="error: NaN loss")
+    assert rp.complete_sweeps(rp.load_runs(root, "sudoku"), "sudoku") == {"gdpo": LR_LOW}
+
+
+def test_the_archive_reproduces_the_report(tmp_path):
+    root, out = tmp_path / "runs", tmp_path / "docs"
+    full_study(root)
+    (root / "sudoku" / "runs" / "x" / "weights.bin").parent.mkdir(parents=True)
+    (root / "sudoku" / "runs" / "x" / "weights.bin").write_bytes(b"0" * 10)
+    first = rp.main(["--root", str(root), "--out", str(out / "a"), "--archive", str(out / "raw")])
+    again = rp.main(["--root", str(out / "raw"), "--out", str(out / "b")])
+    assert first.read_text() == again.read_text()
+    assert not list((out / "raw").rglob("weights.bin"))
