@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from bgpo_lightning.policy.tokenizer import EOS, MASK, PAD, SPECIAL_TOKENS, UNK
+from bgpo_lightning.policy.tokenizer import SPECIAL_TOKENS, as_transformers_tokenizer
 
 BYTE_ALPHABET = pre_tokenizers.ByteLevel.alphabet()
 MIN_VOCAB_SIZE = len(BYTE_ALPHABET) + len(SPECIAL_TOKENS)
@@ -53,12 +53,4 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> PreTrai
         show_progress=False,
     )
     backend.train_from_iterator(corpus, trainer=trainer, length=len(corpus))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token=PAD,
-        eos_token=EOS,
-        mask_token=MASK,
-        unk_token=UNK,
-        padding_side="left",
-        clean_up_tokenization_spaces=False,
-    )
+    return as_transformers_tokenizer(backend)

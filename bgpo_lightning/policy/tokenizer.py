@@ -25,6 +25,12 @@ def build_char_tokenizer(characters: str = CHARACTERS) -> PreTrainedTokenizerFas
     backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     backend.decoder = decoders.Fuse()
     backend.add_special_tokens(list(SPECIAL_TOKENS))
+    return as_transformers_tokenizer(backend)
+
+
+def as_transformers_tokenizer(backend: Tokenizer) -> PreTrainedTokenizerFast:
+    """``backend`` with our special tokens named, left padding (prompts end where the
+    response starts) and decoding that keeps the text as generated."""
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         pad_token=PAD,

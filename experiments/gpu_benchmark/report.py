@@ -24,6 +24,17 @@ COLUMNS = [
 ]
 
 
+# Read back as floats (blank: NaN); the others stay text, but for the integer n_t.
+FLOAT_COLUMNS = (
+    "peak_gib",
+    "likelihood_s",
+    "likelihood_s_per_sample",
+    "mfu",
+    "rollout_s",
+    "step_s",
+)
+
+
 def write_csv(rows: list[dict], path: Path, columns: list[str] = COLUMNS) -> None:
     """``rows`` as CSV with ``columns`` (likelihood rows by default), other keys dropped."""
     with path.open("w", newline="") as f:
@@ -37,14 +48,7 @@ def read_csv(path: Path) -> list[dict]:
         rows = list(csv.DictReader(f))
     for row in rows:
         row["n_t"] = int(row["n_t"])
-        for key in (
-            "peak_gib",
-            "likelihood_s",
-            "likelihood_s_per_sample",
-            "mfu",
-            "rollout_s",
-            "step_s",
-        ):
+        for key in FLOAT_COLUMNS:
             row[key] = float(row[key]) if row.get(key) not in (None, "") else math.nan
     return rows
 

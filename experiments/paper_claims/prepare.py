@@ -14,9 +14,9 @@ from pathlib import Path
 
 from bgpo_lightning.policy.bpe_tokenizer import train_bpe_tokenizer
 from bgpo_lightning.tasks.registry import get_task
+from experiments.paper_claims.entry import ROOT
 from experiments.paper_claims.plan import TASKS
 
-ROOT = Path("runs/paper_claims")
 NUM_VAL = 256
 VOCAB_SIZE = 1024
 TOKENIZER_EXAMPLES = 2000  # per task: the prompts are templates, a few thousand cover them

@@ -10,12 +10,10 @@ not fit (more samples only take more memory). Writes ``<root>/<task>/probe.json`
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
-from experiments.paper_claims.plan import SWEEP_SEED, TASKS, VRPO_OL_CANDIDATE_N_T, RunKey
-from experiments.paper_claims.warm_start import ROOT
+from experiments.paper_claims.entry import ROOT, task_arguments, write_summary
+from experiments.paper_claims.plan import SWEEP_SEED, VRPO_OL_CANDIDATE_N_T, RunKey
 
 PROBE_BATCHES = 2
 TOLERANCE = 1.02  # allocator rounding: within 2% of BGPO's peak counts as fitting
@@ -71,22 +69,12 @@ def probe(task: str, root: Path = ROOT, extra: list[str] | None = None) -> dict:
         "batches": PROBE_BATCHES,
         "command": f"python -m experiments.paper_claims.probe --task {task}",
     }
-    (root / task / "probe.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary), flush=True)
-    return summary
+    return write_summary(root / task / "probe.json", summary)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from experiments.embedded_default import as_cli_args
-    from experiments.quiet import quiet_entry_point
-
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--task", choices=TASKS, required=True)
-    p.add_argument("--root", type=Path, default=ROOT)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    args = p.parse_args(argv)
-    quiet_entry_point()
-    probe(args.task, args.root, as_cli_args(args.set))
+    task, root, overrides = task_arguments(__doc__, argv)
+    probe(task, root, overrides)
 
 
 if __name__ == "__main__":

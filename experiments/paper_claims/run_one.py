@@ -99,7 +99,9 @@ def train(
     from experiments.paper_claims.curves import HeldOutCurve, StepRecorder
 
     directory = directory or run_dir(root, key)
-    directory.mkdir(parents=True, exist_ok=True)
+    # A run stopped at a deadline leaves logs behind; a fresh start must not read them.
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
     start = time.perf_counter()
     command = (
         f"python -m experiments.paper_claims.run_one --task {key.task} --method {key.method} "

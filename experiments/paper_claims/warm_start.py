@@ -9,17 +9,14 @@ recorded in ``warmstart.json`` is the rounded model's.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
-from experiments.paper_claims.plan import TASKS
+from experiments.paper_claims.entry import ROOT, task_arguments, write_summary
 from experiments.paper_claims.prepare import data_args, tokenizer_dir
 
-ROOT = Path("runs/paper_claims")
 CONFIGS = Path("experiments/configs/paper_claims")
 
 
@@ -66,23 +63,12 @@ def train_warm_start(task: str, root: Path = ROOT, extra: list[str] | None = Non
         "config": str(config),
         "command": f"python -m experiments.paper_claims.warm_start --task {task}",
     }
-    (root / task / "warmstart.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary), flush=True)
-    return summary
+    return write_summary(root / task / "warmstart.json", summary)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from experiments.quiet import quiet_entry_point
-
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--task", choices=TASKS, required=True)
-    p.add_argument("--root", type=Path, default=ROOT)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    args = p.parse_args(argv)
-    quiet_entry_point()
-    from experiments.embedded_default import as_cli_args
-
-    train_warm_start(args.task, args.root, as_cli_args(args.set))
+    task, root, overrides = task_arguments(__doc__, argv)
+    train_warm_start(task, root, overrides)
 
 
 if __name__ == "__main__":

@@ -171,3 +171,13 @@ def test_probe_writes_its_choice(root):
     # No GPU, no memory figure: the probe stops at the first candidate and keeps n_t = 1.
     assert summary["vrpo_ol_n_t"] == 1 and list(summary["vrpo_ol_peak_gib"]) == ["1"]
     (root / "sudoku" / "probe.json").unlink()
+
+
+def test_a_restarted_run_starts_from_an_empty_folder(root):
+    key = plan.RunKey("sudoku", "bgpo_nt1", 1e-4, 3)
+    stale = run_one.run_dir(root, key) / "lightning_logs" / "version_0" / "gradient_statistics.csv"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("left by a run stopped at a deadline")
+    result = run_one.train(root, key, overrides=TINY_RL, evaluate=False)
+    assert result["status"] == "ok" and result["grad_stats_csv"] is None
+    assert not stale.exists()

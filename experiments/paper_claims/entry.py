@@ -1,0 +1,33 @@
+"""What the study's per-task commands share: their arguments and their JSON summaries."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from experiments.paper_claims.plan import TASKS
+
+ROOT = Path("runs/paper_claims")
+
+
+def task_arguments(description: str, argv: list[str] | None) -> tuple[str, Path, list[str]]:
+    """``--task``, ``--root`` and the ``--set KEY=VALUE`` overrides as CLI arguments; sets
+    up the quiet output of the project's entry points."""
+    from experiments.embedded_default import as_cli_args
+    from experiments.quiet import quiet_entry_point
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--root", type=Path, default=ROOT)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args(argv)
+    quiet_entry_point()
+    return args.task, args.root, as_cli_args(args.set)
+
+
+def write_summary(path: Path, summary: dict) -> dict:
+    """Writes ``summary`` as the step's done file and prints it on one line."""
+    path.write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary), flush=True)
+    return summary
