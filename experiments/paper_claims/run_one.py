@@ -21,7 +21,7 @@ from pathlib import Path
 
 from experiments.paper_claims.plan import TASKS, RunKey, method
 from experiments.paper_claims.prepare import data_args
-from experiments.paper_claims.warm_start import CONFIGS, ROOT, warm_start_dir
+from experiments.paper_claims.warm_start import CONFIGS, ROOT, warm_start_dir, weights_sha256
 
 EVAL_EVERY = 10
 GRADIENT_STATS_METHOD = "bgpo_nt16"  # the runs the gradient-statistics callback watches
@@ -148,6 +148,7 @@ def train(
             curve=curve.curve if curve is not None else [],
             **recorder.summary(),
         )
+        result["warm_start_sha256"] = weights_sha256(warm_start_dir(root, key.task))
         found = sorted(directory.rglob("gradient_statistics.csv"))
         if found:
             shutil.copyfile(found[0], directory / "gradient_statistics.csv")

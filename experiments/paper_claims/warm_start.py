@@ -9,6 +9,7 @@ recorded in ``warmstart.json`` is the rounded model's.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -22,6 +23,15 @@ CONFIGS = Path("experiments/configs/paper_claims")
 
 def warm_start_dir(root: Path, task: str) -> Path:
     return root / task / "warmstart"
+
+
+def weights_sha256(directory: Path) -> str:
+    """SHA-256 of the warm start's weight files: runs record it, so that results from
+    different warm starts (e.g. one trained again elsewhere) are never mixed unnoticed."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.glob("*.safetensors")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def train_warm_start(task: str, root: Path = ROOT, extra: list[str] | None = None) -> dict:
@@ -59,6 +69,7 @@ def train_warm_start(task: str, root: Path = ROOT, extra: list[str] | None = Non
         "sft_steps": trainer.global_step,
         "val_accuracy": val_accuracy,
         "test_accuracy": float(module.test_scores.mean()),
+        "weights_sha256": weights_sha256(target),
         "seconds": time.perf_counter() - start,
         "config": str(config),
         "command": f"python -m experiments.paper_claims.warm_start --task {task}",

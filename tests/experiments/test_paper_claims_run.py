@@ -76,6 +76,8 @@ def test_one_run_records_its_curve_costs_and_command(root):
     assert len(result["train_reward"]) == 2 and result["rollout_batches"] == 2
     assert result["settings"]["num_mc_samples"] == 4
     assert result["step_s"] == pytest.approx(result["rollout_s"] + result["likelihood_s"])
+    summary = json.loads((root / "sudoku" / "warmstart.json").read_text())
+    assert result["warm_start_sha256"] == summary["weights_sha256"]
     written = json.loads((run_one.run_dir(root, key) / "result.json").read_text())
     assert written["command"].endswith("--method bgpo_nt4 --lr 0.0001 --seed 0")
 
