@@ -8,7 +8,8 @@
 3. ``probe``: VRPO-OL's n_t, the largest whose peak memory stays within BGPO's at n_t = 16.
 4. ``schedule``: every run of ``plan`` (learning-rate sweep, then seeds), many at once on
    one GPU, each a ``run_one`` process writing ``result.json``; resumable.
-5. ``report``: ``docs/results.md``, curves and verdicts from the result files.
+5. ``report``: ``docs/results.md``, curves and verdicts from the result files (read by
+   ``results``, judged by ``claims``, drawn by ``figures``).
 
     python -m experiments.paper_claims --datasets ../shared/datasets
 """

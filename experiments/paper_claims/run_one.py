@@ -60,7 +60,7 @@ def cli_args(root: Path, key: RunKey, directory: Path, overrides: list[str]) -> 
     ]
 
 
-def one_line(error: Exception, limit: int = 400) -> str:
+def error_summary(error: Exception, limit: int = 400) -> str:
     """The error's message on one line; the CLI's dumps of the whole config are left out."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     kept = [line for line in lines if not line.startswith("Given value")]
@@ -156,7 +156,7 @@ def train(
         result["status"] = "ok"
     except Exception as error:  # recorded, not raised: the scheduler goes on with other runs
         traceback.print_exc()
-        result["status"] = f"error: {type(error).__name__}: {one_line(error)}"
+        result["status"] = f"error: {type(error).__name__}: {error_summary(error)}"
     result["wall_s"] = time.perf_counter() - start
     # Written whole, then renamed: the scheduler reads result files while runs finish.
     partial = directory / "result.json.partial"

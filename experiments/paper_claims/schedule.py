@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.paper_claims import plan, report
+from experiments.paper_claims import plan, results
 
 #: Relative cost of a method's batch (likelihood passes), to start the longest runs first.
 COST = {
@@ -76,8 +76,8 @@ def pending_jobs(root: Path, tasks: list[str], run_args: tuple[str, ...] = ()) -
         for key in plan.sweep_runs(task):
             if key.method != "vrpo_ol" or probed:
                 sweep.append(_run_job(root, key, "sweep", run_args))
-        runs = report.load_runs(root, task)
-        for key in plan.seed_runs(task, report.complete_sweeps(runs, task)):
+        runs = results.load_runs(root, task)
+        for key in plan.seed_runs(task, results.complete_sweeps(runs, task)):
             seeds.append(_run_job(root, key, "seeds", run_args))
 
     def by_cost(jobs: list[Job]) -> list[Job]:

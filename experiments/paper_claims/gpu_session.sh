@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One GPU session of the small-scale study, for a machine that is lent for a while:
+# share the GPU among the runs through CUDA MPS (without it the processes take turns),
+# run what is left for BUDGET_S seconds, then pack what came out into OUT: the result files
+# (results.tgz), the log, and any warm start trained in this session (15 MB parts).
+#   bash experiments/paper_claims/gpu_session.sh OUT BUDGET_S [CONCURRENCY]
+# Bring the files back into runs/paper_claims with
+#   python -m experiments.paper_claims.collect OUT
+set -u
+out=$1
+budget=$2
+concurrency=${3:-14}
+root=runs/paper_claims
+mkdir -p "$out"
+start_mark=$(mktemp)
+
+export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mpslog
+mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+mps=off
+if nvidia-cuda-mps-control -d 2>/dev/null &&
+    timeout 60 python -c "import torch; torch.ones(1).cuda().sum().item()"; then
+    mps=on
+else  # no daemon, or clients cannot reach it: run without it
+    echo quit | nvidia-cuda-mps-control 2>/dev/null
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+fi
+echo "MPS $mps"
+
+python -m experiments.paper_claims --concurrency "$concurrency" --budget-s "$budget" \
+    --no-report >"$out/study.log" 2>&1
+[ "$mps" = on ] && echo quit | nvidia-cuda-mps-control
+grep -v '^\[schedule\] start' "$out/study.log" | tail -20
+
+small=$(find "$root" -path "$root/data" -prune -o \
+    \( -name '*.json' -o -name 'gradient_statistics.csv' \) -print | grep -v '/warmstart/')
+tar czf "$out/results.tgz" $small "$root/logs"
+for task in countdown sudoku; do
+    if [ -n "$(find "$root/$task/warmstart.json" -newer "$start_mark" 2>/dev/null)" ]; then
+        tar cf - -C "$root/$task" warmstart | split -b 15M - "$out/warmstart_$task.tar.part"
+    fi
+done
+ls -la "$out"
