@@ -9,6 +9,8 @@ from pathlib import Path
 from experiments.paper_claims.plan import TASKS
 
 ROOT = Path("runs/paper_claims")
+#: Tells a run how many runs shared the GPU with it, for its result's machine record.
+CONCURRENCY_VARIABLE = "PAPER_CLAIMS_CONCURRENT_RUNS"
 
 
 def task_arguments(description: str, argv: list[str] | None) -> tuple[str, Path, list[str]]:

@@ -57,18 +57,36 @@ def _num(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _machine_line(system: dict | None) -> str:
-    if not system:
-        return "Machine: unknown (no system.json)."
-    device = str(system.get("device") or "unknown")
+def _describe_machine(record: dict) -> str:
+    device = str(record.get("device") or "unknown")
     name = "CPU" if device.lower().startswith("cpu") else device
     extras = []
-    if system.get("torch"):
-        extras.append(f"torch {system['torch']}")
-    if system.get("concurrent_runs"):
-        sharing = " through CUDA MPS" if system.get("mps") else ""
-        extras.append(f"{system['concurrent_runs']} runs at a time{sharing}")
-    return f"Machine: {name}" + (f" ({', '.join(extras)})" if extras else "") + "."
+    if record.get("torch"):
+        extras.append(f"torch {record['torch']}")
+    if record.get("concurrent_runs"):
+        sharing = " through CUDA MPS" if record.get("mps") else ""
+        extras.append(f"{record['concurrent_runs']} runs at a time{sharing}")
+    return name + (f" ({', '.join(extras)})" if extras else "")
+
+
+def machine_line(system: dict | None, runs: Sequence[dict] = ()) -> str:
+    """The latest session's machine (system.json), then each machine that runs recorded
+    (a study can span sessions, and step times depend on how the GPU was shared)."""
+    line = (
+        f"Machine: {_describe_machine(system)}." if system else "Machine: unknown (no system.json)."
+    )
+    counts: dict[str, int] = {}
+    for run in runs:
+        if isinstance(run.get("machine"), dict):
+            described = _describe_machine(run["machine"])
+            counts[described] = counts.get(described, 0) + 1
+    if counts:
+        parts = [f"{described}: {n} run{'s' if n > 1 else ''}" for described, n in counts.items()]
+        unrecorded = len(runs) - sum(counts.values())
+        if unrecorded:
+            parts.append(f"{unrecorded} earlier run{'s' if unrecorded > 1 else ''} unrecorded")
+        line += " Per run: " + "; ".join(parts) + "."
+    return line
 
 
 def _setting_line(system: dict | None) -> str:
@@ -157,7 +175,7 @@ def task_section(
     parts = [
         f"## {task.capitalize()}",
         "",
-        _machine_line(system),
+        machine_line(system, runs),
         "",
         _setting_line(system),
         "",

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
 
+from experiments.paper_claims.entry import CONCURRENCY_VARIABLE
 from experiments.paper_claims.plan import TASKS, RunKey, method
 from experiments.paper_claims.prepare import data_args
 from experiments.paper_claims.warm_start import CONFIGS, ROOT, warm_start_dir, weights_sha256
@@ -82,6 +84,17 @@ def gradient_statistics(seed: int, batches: int):
     )
 
 
+def machine(torch) -> dict:
+    """Where this run ran: a study spans sessions, and step times depend on the sharing."""
+    cuda = torch.cuda.is_available()
+    return {
+        "device": torch.cuda.get_device_name(0) if cuda else "CPU",
+        "torch": torch.__version__,
+        "mps": bool(os.environ.get("CUDA_MPS_PIPE_DIRECTORY")),
+        "concurrent_runs": int(os.environ.get(CONCURRENCY_VARIABLE, "1")),
+    }
+
+
 def train(
     root: Path,
     key: RunKey,
@@ -117,6 +130,7 @@ def train(
         "status": "running",
         "curve": [],
         "grad_stats_csv": None,
+        "machine": machine(torch),
     }
     try:
         args = cli_args(root, key, directory, list(overrides or []))

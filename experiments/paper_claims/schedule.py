@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.paper_claims import plan, results
+from experiments.paper_claims.entry import CONCURRENCY_VARIABLE
 
 #: Relative cost of a method's batch (likelihood passes), to start the longest runs first.
 COST = {
@@ -110,6 +111,7 @@ class Scheduler:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / (job.name.replace("/", "__") + ".log"), "w")  # noqa: SIM115
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        env[CONCURRENCY_VARIABLE] = str(self.concurrency)  # recorded by each run
         proc = subprocess.Popen(job.argv(self.root), stdout=log, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True)  # fmt: skip
         log.close()

@@ -89,3 +89,18 @@ def test_the_archive_reproduces_the_report(tmp_path):
     again = report.main(["--root", str(out / "raw"), "--out", str(out / "b")])
     assert first.read_text() == again.read_text()
     assert not list((out / "raw").rglob("weights.bin"))
+
+
+def test_themachine_line_counts_the_machines_runs_recorded():
+    from experiments.paper_claims.report import machine_line
+
+    system = {"device": "NVIDIA H200", "concurrent_runs": 14, "mps": True}
+    shared = {"device": "NVIDIA H200", "concurrent_runs": 14, "mps": True}
+    runs = [{"machine": shared}, {"machine": shared}, {"machine": {"device": "CPU"}}, {}]
+    line = machine_line(system, runs)
+    assert line.startswith("Machine: NVIDIA H200 (14 runs at a time through CUDA MPS).")
+    assert "NVIDIA H200 (14 runs at a time through CUDA MPS): 2 runs; CPU: 1 run" in line
+    assert line.endswith("1 earlier run unrecorded.")
+    assert (
+        machine_line(system, [{}]) == "Machine: NVIDIA H200 (14 runs at a time through CUDA MPS)."
+    )

@@ -75,6 +75,7 @@ def test_one_run_records_its_curve_costs_and_command(root):
     assert all(0.0 <= p[s] <= 1.0 for p in result["curve"] for s in ("val", "test"))
     assert len(result["train_reward"]) == 2 and result["rollout_batches"] == 2
     assert result["settings"]["num_mc_samples"] == 4
+    assert result["machine"]["device"] == "CPU" and result["machine"]["concurrent_runs"] == 1
     assert result["step_s"] == pytest.approx(result["rollout_s"] + result["likelihood_s"])
     summary = json.loads((root / "sudoku" / "warmstart.json").read_text())
     assert result["warm_start_sha256"] == summary["weights_sha256"]
