@@ -14,7 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 TASKS = ("countdown", "sudoku")
-LEARNING_RATES = (3e-5, 1e-4, 3e-4)
+# In the first Sudoku runs (docs/results.md) every run at 3e-4 lost the answer format (BGPO
+# n_t = 16, BGPO x SDMC; wd1 already at 1e-4) and the best run of each method with two lrs
+# done was at 3e-5, the grid's lowest: the grid moved down one step, for every method alike.
+# Runs at 3e-4 stay in the report, outside the choice.
+LEARNING_RATES = (1e-5, 3e-5, 1e-4)
 SWEEP_SEED = 0
 SEEDS = (0, 1, 2)
 

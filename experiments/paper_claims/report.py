@@ -150,6 +150,8 @@ def finished_runs_table(runs: Sequence[dict]) -> str:
     for run in runs:
         warm, final, best = warm_point(run), final_point(run), best_point(run)
         status = "ok" if is_ok(run) else one_line(run.get("status", "?"))
+        if run.get("lr") not in plan.LEARNING_RATES:
+            status += " (lr outside the grid)"
         lines.append(
             f"| {method_label(run.get('method', '?'))} | {run.get('lr', 0):g} | "
             f"{run.get('seed')} | {status} | {pct((warm or {}).get('test'))} | "
@@ -312,7 +314,10 @@ def build_task(root: Path, task: str, out: Path) -> dict:
     probe = read_json(task_dir / "probe.json")
     chosen = complete_sweeps(runs, task)
     write_runs_csv(runs, chosen, out / "results" / f"{task}_runs.csv")
-    plot_note = plot_curves(runs, chosen, task, out / "results" / f"{task}_curves.png")
+    png = out / "results" / f"{task}_curves.png"
+    plot_note = plot_curves(runs, chosen, task, png)
+    if plot_note is not None:
+        png.unlink(missing_ok=True)  # an earlier report's figure would no longer match
     return {
         "runs": runs,
         "chosen": chosen,

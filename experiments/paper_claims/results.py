@@ -189,14 +189,18 @@ def bgpo_n_t(method: str) -> int | None:
 
 
 def chosen_learning_rates(runs: Sequence[dict]) -> dict[str, float]:
-    """Per method, the lr whose ok seed-``SWEEP_SEED`` run ended with the highest val.
+    """Per method, the lr of the grid whose ok seed-``SWEEP_SEED`` run ended with the
+    highest val.
 
-    "Ended" is the last curve point; ties go to the smaller lr; methods without such a run
-    have no entry.
+    "Ended" is the last curve point; ties go to the smaller lr; runs at an lr outside
+    ``plan.LEARNING_RATES`` (an earlier grid's) are reported but never chosen; methods
+    without such a run have no entry.
     """
     best: dict[str, tuple[float, float]] = {}  # method -> (-val, lr): min is the choice
     for run in runs:
         if not is_ok(run) or run["seed"] != plan.SWEEP_SEED:
+            continue
+        if run["lr"] not in plan.LEARNING_RATES:
             continue
         final = final_point(run)
         if final is None or final.get("val") is None:

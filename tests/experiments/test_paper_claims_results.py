@@ -126,3 +126,11 @@ def test_a_partial_sweep_chooses_no_learning_rate(tmp_path):
     assert results.complete_sweeps(runs, "sudoku") == {}  # LR_HIGH has not run yet
     write_run(root, "sudoku", "gdpo", LR_HIGH, plan.SWEEP_SEED, status="error: NaN loss")
     assert results.complete_sweeps(results.load_runs(root, "sudoku"), "sudoku") == {"gdpo": LR_LOW}
+
+
+def test_a_run_outside_the_grid_is_never_chosen(tmp_path):
+    root = tmp_path / "runs"
+    off_grid = max(plan.LEARNING_RATES) * 3
+    write_run(root, "sudoku", "gdpo", off_grid, plan.SWEEP_SEED, final_val=0.9)
+    write_run(root, "sudoku", "gdpo", LR_MID, plan.SWEEP_SEED, final_val=0.5)
+    assert results.chosen_learning_rates(results.load_runs(root, "sudoku")) == {"gdpo": LR_MID}
