@@ -1,10 +1,11 @@
-"""The curves figure: test and validation accuracy against rollout batches per method."""
+"""The figures: accuracy curves per method at its chosen lr, and the lr sweep."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
+from experiments.paper_claims import plan
 from experiments.paper_claims.results import (
     bgpo_n_t,
     mean_std,
@@ -95,4 +96,50 @@ def plot_curves(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
+    return None
+
+
+def plot_sweep(runs: Sequence[dict], task: str, path: str | Path) -> str | None:
+    """The learning-rate sweep: one small panel per method, validation accuracy of each
+    first-seed run against rollout batches, one line per lr (what the choice is made from).
+    Returns None when written, else why not."""
+    try:
+        from matplotlib import colormaps
+        from matplotlib.figure import Figure
+    except ImportError:
+        return "matplotlib is not installed"
+    sweep = [r for r in runs if r.get("seed") == plan.SWEEP_SEED and points_with(r, "val")]
+    methods = [m for m in method_order(task, runs) if any(r["method"] == m for r in sweep)]
+    if not methods:
+        return "no finished sweep runs to plot"
+    lrs = sorted({r["lr"] for r in sweep})
+    colours = {lr: colormaps["viridis"](i / max(len(lrs) - 1, 1)) for i, lr in enumerate(lrs)}
+    columns = min(len(methods), 4)
+    rows = -(-len(methods) // columns)
+    figure = Figure(figsize=(3.2 * columns, 2.6 * rows + 0.8), layout="constrained")
+    panels = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
+    for panel, key in zip(panels.flat, methods, strict=False):
+        for run in sorted((r for r in sweep if r["method"] == key), key=lambda r: r["lr"]):
+            points = points_with(run, "val")
+            style = "-" if run["lr"] in plan.LEARNING_RATES else ":"
+            panel.plot(
+                [p["batch"] for p in points],
+                [100 * p["val"] for p in points],
+                color=colours[run["lr"]],
+                linestyle=style,
+                marker="o",
+                markersize=3,
+                label=f"lr {run['lr']:g}",
+            )
+        panel.set_title(method_label(key), fontsize="small")
+        panel.grid(True, alpha=0.3)
+        panel.legend(fontsize="x-small")
+    for panel in panels.flat[len(methods) :]:
+        panel.set_visible(False)
+    figure.supxlabel("rollout batches")
+    figure.supylabel("validation accuracy (%)")
+    figure.suptitle(f"{task}: learning-rate sweep, seed {plan.SWEEP_SEED} (dotted: off the grid)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
     return None

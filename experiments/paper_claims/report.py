@@ -33,7 +33,7 @@ from pathlib import Path
 
 from experiments.paper_claims import plan
 from experiments.paper_claims.claims import CLAIMS, task_claims
-from experiments.paper_claims.figures import plot_curves
+from experiments.paper_claims.figures import plot_curves, plot_sweep
 from experiments.paper_claims.formatting import one_line, pct, pct_pm
 from experiments.paper_claims.results import (
     ReportError,
@@ -305,6 +305,18 @@ def write_runs_csv(runs: Sequence[dict], chosen: dict[str, float], path: str | P
     return path
 
 
+def _png(out: Path, task: str, name: str) -> Path:
+    return out / "results" / f"{task}_{name}.png"
+
+
+def _figure(note: str | None, out: Path, task: str, name: str) -> str | None:
+    """Passes a figure's note on; a figure not drawn is removed, since an earlier
+    report's file would no longer match the data."""
+    if note is not None:
+        _png(out, task, name).unlink(missing_ok=True)
+    return note
+
+
 def build_task(root: Path, task: str, out: Path) -> dict:
     """Reads one task's files, writes its CSV and PNG, returns its report pieces."""
     task_dir = root / task
@@ -314,16 +326,19 @@ def build_task(root: Path, task: str, out: Path) -> dict:
     probe = read_json(task_dir / "probe.json")
     chosen = complete_sweeps(runs, task)
     write_runs_csv(runs, chosen, out / "results" / f"{task}_runs.csv")
-    png = out / "results" / f"{task}_curves.png"
-    plot_note = plot_curves(runs, chosen, task, png)
-    if plot_note is not None:
-        png.unlink(missing_ok=True)  # an earlier report's figure would no longer match
+    plot_note = _figure(
+        plot_curves(runs, chosen, task, _png(out, task, "curves")), out, task, "curves"
+    )
+    sweep_note = _figure(plot_sweep(runs, task, _png(out, task, "sweep")), out, task, "sweep")
+    section = task_section(
+        task, runs, chosen, system=system, warmstart=warmstart, plot_note=plot_note
+    )
+    if sweep_note is None:
+        section += f"\nThe learning-rate sweep: ![{task} sweep](results/{task}_sweep.png)\n"
     return {
         "runs": runs,
         "chosen": chosen,
-        "section": task_section(
-            task, runs, chosen, system=system, warmstart=warmstart, plot_note=plot_note
-        ),
+        "section": section,
         "claims": task_claims(runs, chosen, task, probe=probe, system=system, warmstart=warmstart),
     }
 
@@ -366,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     path = args.out / "results.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_markdown(tasks))
-    print(f"wrote {path} and {args.out / 'results'}/<task>_{{runs.csv,curves.png}}")
+    print(f"wrote {path} and {args.out / 'results'}/<task>_{{runs.csv,curves.png,sweep.png}}")
     return path
 
 
