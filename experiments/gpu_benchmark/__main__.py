@@ -253,15 +253,7 @@ def run(args) -> None:
     ):
         if not steps:
             continue
-        config = SamplerConfig(args.response_length, args.block_length, steps, temperature=0.6)
-        rollout[name] = measure_rollout(
-            policy,
-            rows=rows_per_step,
-            prompt_length=args.prompt_length,
-            config=config,
-            seed=args.seed,
-            with_reference=reference,
-        )
+        rollout[name] = timed_rollout(args, policy, rows_per_step, steps, reference)
         step_flops = shape.forward_flops(rows_per_step, length, args.block_length)
         rollout[name]["mfu_of_forwards"] = (
             step_flops * steps / rollout[name]["vectorised_s"] / 1e12 / system["matmul_tflops"]
@@ -353,21 +345,24 @@ def run(args) -> None:
         run_mode_profiles(args, policy)
 
 
-def lora_rollout(args, policy: DiffusionLM, variant: str, rows: int) -> dict:
-    """The training rollout of the run, timed again with ``variant``'s adapter on."""
-    policy.to(torch.device(args.device))  # Lightning's teardown leaves it on the CPU
-    apply_variant(policy, variant)
-    config = SamplerConfig(
-        args.response_length, args.block_length, args.rollout_steps, temperature=0.6
-    )
+def timed_rollout(args, policy: DiffusionLM, rows: int, steps: int, with_reference: bool):
+    """One rollout of the run's shape at the paper's temperature (see measure_rollout)."""
+    config = SamplerConfig(args.response_length, args.block_length, steps, temperature=0.6)
     return measure_rollout(
         policy,
         rows=rows,
         prompt_length=args.prompt_length,
         config=config,
         seed=args.seed,
-        with_reference=False,
+        with_reference=with_reference,
     )
+
+
+def lora_rollout(args, policy: DiffusionLM, variant: str, rows: int) -> dict:
+    """The training rollout of the run, timed again with ``variant``'s adapter on."""
+    policy.to(torch.device(args.device))  # Lightning's teardown leaves it on the CPU
+    apply_variant(policy, variant)
+    return timed_rollout(args, policy, rows, args.rollout_steps, with_reference=False)
 
 
 def _timed_modes(args) -> list:
