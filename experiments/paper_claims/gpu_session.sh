@@ -3,13 +3,17 @@
 # share the GPU among the runs through CUDA MPS (without it the processes take turns),
 # run what is left for BUDGET_S seconds, then pack what came out into OUT: the result files
 # (results.tgz), the log, and any warm start trained in this session (15 MB parts).
-#   bash experiments/paper_claims/gpu_session.sh OUT BUDGET_S [CONCURRENCY]
+#   bash experiments/paper_claims/gpu_session.sh OUT BUDGET_S [CONCURRENCY] [TASK ...]
+# (TASK: countdown, sudoku; default both. One task alone gives, e.g., a warm start the GPU.)
 # Bring the files back into runs/paper_claims with
 #   python -m experiments.paper_claims.collect OUT
 set -u
 out=$1
 budget=$2
 concurrency=${3:-14}
+shift $(($# < 3 ? $# : 3))
+tasks=("$@")
+[ ${#tasks[@]} -eq 0 ] && tasks=(countdown sudoku)
 root=runs/paper_claims
 mkdir -p "$out"
 start_mark=$(mktemp)
@@ -26,14 +30,15 @@ else  # no daemon, or clients cannot reach it: run without it
 fi
 echo "MPS $mps"
 
-python -m experiments.paper_claims --concurrency "$concurrency" --budget-s "$budget" \
-    --no-report >"$out/study.log" 2>&1
+python -m experiments.paper_claims --tasks "${tasks[@]}" --concurrency "$concurrency" \
+    --budget-s "$budget" --no-report >"$out/study.log" 2>&1
 [ "$mps" = on ] && echo quit | nvidia-cuda-mps-control
 grep -v '^\[schedule\] start' "$out/study.log" | tail -20
 
 small=$(find "$root" -path "$root/data" -prune -o \
     \( -name '*.json' -o -name 'gradient_statistics.csv' \) -print | grep -v '/warmstart/')
-tar czf "$out/results.tgz" $small "$root/logs"
+logs=$(find "$root" -maxdepth 1 -name logs -type d)  # none when nothing ran
+tar czf "$out/results.tgz" $small $logs
 for task in countdown sudoku; do
     if [ -n "$(find "$root/$task/warmstart.json" -newer "$start_mark" 2>/dev/null)" ]; then
         tar cf - -C "$root/$task" warmstart | split -b 15M - "$out/warmstart_$task.tar.part"
