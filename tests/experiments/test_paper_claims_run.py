@@ -144,14 +144,14 @@ def test_scheduler_runs_everything_in_order_and_then_the_seeds(tmp_path, monkeyp
 
 
 def test_scheduler_stops_at_its_deadline_and_resumes(tmp_path, monkeypatch):
-    _fake_jobs(monkeypatch, seconds=0.3)
+    _fake_jobs(monkeypatch, seconds=0.5)
     (tmp_path / "sudoku").mkdir()
     (tmp_path / "sudoku" / "warmstart.json").write_text("{}")
     (tmp_path / "sudoku" / "probe.json").write_text("{}")
     start = time.monotonic()
-    cut = schedule.Scheduler(tmp_path, ["sudoku"], 2, budget_s=1.0, default_s=0.2, poll_s=0.05)
+    cut = schedule.Scheduler(tmp_path, ["sudoku"], 2, budget_s=3.0, default_s=0.2, poll_s=0.05)
     outcome = cut.run()
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 30
     assert outcome["pending"]  # cut off: work left
     done = len(list((tmp_path / "sudoku" / "runs").glob("*/result.json")))
     assert 0 < done < len(plan.sweep_runs("sudoku"))
