@@ -84,11 +84,14 @@ def gradient_statistics(seed: int, batches: int):
     )
 
 
-def machine(torch) -> dict:
-    """Where this run ran: a study spans sessions, and step times depend on the sharing."""
-    cuda = torch.cuda.is_available()
+def machine(device) -> dict:
+    """Where this run ran (``device``: the trainer's): a study spans sessions, and step
+    times depend on how the GPU was shared."""
+    import torch
+
+    cuda = device.type == "cuda"
     return {
-        "device": torch.cuda.get_device_name(0) if cuda else "CPU",
+        "device": torch.cuda.get_device_name(device) if cuda else "CPU",
         "torch": torch.__version__,
         "mps": bool(os.environ.get("CUDA_MPS_PIPE_DIRECTORY")),
         "concurrent_runs": int(os.environ.get(CONCURRENCY_VARIABLE, "1")),
@@ -130,12 +133,12 @@ def train(
         "status": "running",
         "curve": [],
         "grad_stats_csv": None,
-        "machine": machine(torch),
     }
     try:
         args = cli_args(root, key, directory, list(overrides or []))
         cli = build_cli(args, run=False)
         trainer, module = cli.trainer, cli.model
+        result["machine"] = machine(trainer.strategy.root_device)
         batches = int(trainer.limit_train_batches)
         recorder = StepRecorder()
         callbacks = [recorder]

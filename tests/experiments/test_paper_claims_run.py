@@ -14,7 +14,9 @@ from bgpo_lightning.policy.bpe_tokenizer import train_bpe_tokenizer
 from bgpo_lightning.tasks.registry import get_task
 from experiments.paper_claims import plan, prepare, probe, run_one, schedule, warm_start
 
+# On the CPU wherever the tests run: a GPU would measure memory and change the probe's path.
 TINY_SFT = [
+    "--trainer.accelerator", "cpu",
     "--model.init_args.policy.tiny",
     "{hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}",
     "--trainer.max_steps", "2", "--trainer.val_check_interval", "1",
@@ -22,6 +24,7 @@ TINY_SFT = [
     "--data.val_batch_size", "4",
 ]  # fmt: skip
 TINY_RL = [
+    "--trainer.accelerator", "cpu",
     "--trainer.limit_train_batches", "2", "--data.num_val", "3", "--data.num_test", "5",
     "--data.batch_size", "2", "--data.val_batch_size", "4",
     "--model.init_args.group_size", "2", "--model.init_args.micro_batch_size", "4",
@@ -168,7 +171,7 @@ def test_sweep_starts_with_the_costliest_methods(tmp_path):
 
 
 def test_probe_writes_its_choice(root):
-    summary = probe.probe("sudoku", root, TINY_RL[:2])
+    summary = probe.probe("sudoku", root, TINY_RL[:4])  # on the CPU, two batches
     written = json.loads((root / "sudoku" / "probe.json").read_text())
     assert written == summary
     # No GPU, no memory figure: the probe stops at the first candidate and keeps n_t = 1.
