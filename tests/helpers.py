@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from transformers import AutoTokenizer
 
 from bgpo_lightning.policy import (
     DiffusionLM,
@@ -10,6 +11,7 @@ from bgpo_lightning.policy import (
     build_char_tokenizer,
     build_tiny_model,
 )
+from bgpo_lightning.tasks import PromptDataModule
 
 TINY = TinyModelConfig(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32)
 
@@ -20,6 +22,42 @@ def tiny_policy(dtype: torch.dtype = torch.float64, seed: int = 0) -> DiffusionL
     torch.manual_seed(seed)
     model = build_tiny_model(len(tokenizer), TINY).to(dtype)
     return DiffusionLM(model, tokenizer.mask_token_id)
+
+
+def compact_sudoku_data() -> PromptDataModule:
+    """32 generated Sudoku puzzles in the embedded default's compact format (an untrained
+    model never closes d1's <answer> tag), 2 prompts a batch."""
+    compact = {"prompt_template": "Sudoku {puzzle}=", "target_template": "{solution}"}
+    return PromptDataModule(
+        task="sudoku",
+        task_kwargs={**compact, "reward_mode": "lenient"},
+        num_train=32,
+        num_val=8,
+        num_test=8,
+        batch_size=2,
+        val_batch_size=8,
+    )
+
+
+def ids_of(tokenizer, text: str) -> list[int]:
+    """The token ids of ``text`` alone (no special tokens added)."""
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def reload_and_compare(tokenizer, texts, directory):
+    """Saves ``tokenizer``, loads it back with ``AutoTokenizer`` and asserts that it encodes
+    and decodes ``texts`` alike, with the same special ids, size and left padding; returns
+    the loaded tokenizer."""
+    tokenizer.save_pretrained(directory)
+    loaded = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    for text in texts:
+        assert ids_of(loaded, text) == ids_of(tokenizer, text)
+        assert loaded.decode(ids_of(loaded, text)) == text
+    for attribute in ("pad_token_id", "eos_token_id", "mask_token_id", "unk_token_id"):
+        assert getattr(loaded, attribute) == getattr(tokenizer, attribute), attribute
+    assert len(loaded) == len(tokenizer)
+    assert loaded.padding_side == "left"
+    return loaded
 
 
 def random_sequences(n: int, prompt: int, response: int, seed: int = 0) -> torch.Tensor:

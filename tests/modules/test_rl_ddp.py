@@ -35,8 +35,7 @@ from bgpo_lightning.callbacks import HFExport
 from bgpo_lightning.modules import DiffusionRLModule
 from bgpo_lightning.modules.optim import OptimConfig
 from bgpo_lightning.policy import PolicySpec, build_policy
-from bgpo_lightning.tasks import PromptDataModule
-from tests.helpers import join_as_rank
+from tests.helpers import compact_sudoku_data, join_as_rank
 from tests.modules.conftest import rl_kwargs
 
 WORLD = 2
@@ -251,16 +250,7 @@ def run_ddp(out_dir: Path, data) -> dict[str, list[dict]]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Every 2-rank run of this file, in one pair of processes (started once)."""
-    compact = {"prompt_template": "Sudoku {puzzle}=", "target_template": "{solution}"}
-    data = PromptDataModule(  # conftest's sudoku_data (a function-scoped fixture)
-        task="sudoku",
-        task_kwargs={**compact, "reward_mode": "lenient"},
-        num_train=32,
-        num_val=8,
-        num_test=8,
-        batch_size=2,
-        val_batch_size=8,
-    )
+    data = compact_sudoku_data()  # as conftest's sudoku_data, which is function-scoped
     out = tmp_path_factory.mktemp("ddp")
     with pytest.MonkeyPatch.context() as patch:
         # Under ``--import-mode=importlib`` the root is not on sys.path when run as plain

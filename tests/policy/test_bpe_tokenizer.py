@@ -4,11 +4,11 @@ import random
 import string
 
 import pytest
-from transformers import AutoTokenizer
 
 from bgpo_lightning.policy import train_bpe_tokenizer
 from bgpo_lightning.policy.tokenizer import SPECIAL_TOKENS
 from bgpo_lightning.tasks.d1_prompts import ANSWER_TARGET, COUNTDOWN_PROMPT, SUDOKU_PROMPT
+from tests.helpers import ids_of, reload_and_compare
 
 AWKWARD = [
     "",
@@ -51,10 +51,6 @@ CORPUS = d1_texts(seed=0, count=100)
 @pytest.fixture(scope="module")
 def tokenizer():
     return train_bpe_tokenizer(CORPUS, vocab_size=1024)
-
-
-def ids_of(tokenizer, text):
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def test_d1_texts_round_trip_without_special_ids(tokenizer):
@@ -111,15 +107,7 @@ def test_d1_prompts_shrink_several_fold(tokenizer):
 
 
 def test_save_pretrained_and_auto_tokenizer_keep_behaviour(tokenizer, tmp_path):
-    tokenizer.save_pretrained(tmp_path)
-    loaded = AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)
-    for text in CORPUS[:8] + AWKWARD:
-        assert ids_of(loaded, text) == ids_of(tokenizer, text)
-        assert loaded.decode(ids_of(loaded, text)) == text
-    for attribute in ("pad_token_id", "eos_token_id", "mask_token_id", "unk_token_id"):
-        assert getattr(loaded, attribute) == getattr(tokenizer, attribute), attribute
-    assert len(loaded) == len(tokenizer)
-    assert loaded.padding_side == "left"
+    loaded = reload_and_compare(tokenizer, CORPUS[:8] + AWKWARD, tmp_path)
     batch = loaded(["12", CORPUS[0]], add_special_tokens=False, padding=True)
     short, long = batch["input_ids"]
     width = len(long)

@@ -3,10 +3,10 @@
 import string
 
 import pytest
-from transformers import AutoTokenizer
 
 from bgpo_lightning.policy import build_char_tokenizer
 from bgpo_lightning.policy.tokenizer import CHARACTERS
+from tests.helpers import ids_of, reload_and_compare
 
 TEXTS = [
     "Hello, world!",
@@ -22,10 +22,6 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def tokenizer():
     return build_char_tokenizer()
-
-
-def ids_of(tokenizer, text):
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 @pytest.mark.parametrize("text", TEXTS)
@@ -73,12 +69,4 @@ def test_unknown_characters_map_to_unk(tokenizer):
 
 
 def test_save_pretrained_and_auto_tokenizer_round_trip(tokenizer, tmp_path):
-    tokenizer.save_pretrained(tmp_path)
-    loaded = AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)
-    for text in TEXTS:
-        assert ids_of(loaded, text) == ids_of(tokenizer, text)
-        assert loaded.decode(ids_of(loaded, text)) == text
-    for attribute in ("pad_token_id", "eos_token_id", "mask_token_id", "unk_token_id"):
-        assert getattr(loaded, attribute) == getattr(tokenizer, attribute), attribute
-    assert len(loaded) == len(tokenizer)
-    assert loaded.padding_side == "left"
+    reload_and_compare(tokenizer, TEXTS, tmp_path)
