@@ -16,10 +16,10 @@ import platform
 from pathlib import Path
 
 from experiments.paper_claims import plan
+from experiments.paper_claims.entry import CONFIGS, ROOT
 from experiments.paper_claims.prepare import data_dir, prepare, tokenizer_dir
 from experiments.paper_claims.run_one import EVAL_EVERY
 from experiments.paper_claims.schedule import Scheduler
-from experiments.paper_claims.warm_start import CONFIGS, ROOT
 
 
 def system_info(task: str, concurrency: int) -> dict:

@@ -9,6 +9,7 @@ from pathlib import Path
 from experiments.paper_claims.plan import TASKS
 
 ROOT = Path("runs/paper_claims")
+CONFIGS = Path("experiments/configs/paper_claims")
 #: Tells a run how many runs shared the GPU with it, for its result's machine record.
 CONCURRENCY_VARIABLE = "PAPER_CLAIMS_CONCURRENT_RUNS"
 

@@ -20,10 +20,10 @@ import time
 import traceback
 from pathlib import Path
 
-from experiments.paper_claims.entry import CONCURRENCY_VARIABLE
+from experiments.paper_claims.entry import CONCURRENCY_VARIABLE, CONFIGS, ROOT
 from experiments.paper_claims.plan import TASKS, RunKey, method
 from experiments.paper_claims.prepare import data_args
-from experiments.paper_claims.warm_start import CONFIGS, ROOT, warm_start_dir, weights_sha256
+from experiments.paper_claims.warm_start import warm_start_dir, weights_sha256
 
 EVAL_EVERY = 10
 GRADIENT_STATS_METHOD = "bgpo_nt16"  # the runs the gradient-statistics callback watches

@@ -15,10 +15,8 @@ from pathlib import Path
 
 import torch
 
-from experiments.paper_claims.entry import ROOT, task_arguments, write_summary
+from experiments.paper_claims.entry import CONFIGS, ROOT, task_arguments, write_summary
 from experiments.paper_claims.prepare import data_args, tokenizer_dir
-
-CONFIGS = Path("experiments/configs/paper_claims")
 
 
 def warm_start_dir(root: Path, task: str) -> Path:
