@@ -271,7 +271,6 @@ CSV_COLUMNS = (
     "label",
     "lr",
     "seed",
-    "phase",
     "status",
     "chosen_lr",
     "rollout_batches",

@@ -142,7 +142,6 @@ def run_summary(run: dict, chosen: dict[str, float] | None = None) -> dict:
         "label": run.get("label") or method_label(run["method"]),
         "lr": run["lr"],
         "seed": run["seed"],
-        "phase": run.get("phase"),
         "status": run.get("status"),
         "chosen_lr": chosen_lr is not None and math.isclose(run["lr"], chosen_lr),
         "rollout_batches": run.get("rollout_batches"),

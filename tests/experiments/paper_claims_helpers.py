@@ -44,7 +44,6 @@ def write_run(
         "label": results.method_label(method),
         "lr": lr,
         "seed": seed,
-        "phase": "sweep" if seed == plan.SWEEP_SEED else "seeds",
         "settings": {},
         "rollout_batches": 20,
         "status": status,
