@@ -23,20 +23,14 @@ def peak_of(root: Path, task: str, method: str, n_t: int, extra: list[str]) -> f
     from experiments.paper_claims.run_one import train
 
     key = RunKey(task, method, 1e-4, SWEEP_SEED)
-    overrides = [
-        "--trainer.limit_train_batches",
-        str(PROBE_BATCHES),
-        "--model.init_args.num_mc_samples",
-        str(n_t),
-        *extra,
-    ]
     result = train(
         root,
         key,
-        overrides=overrides,
+        overrides=["--trainer.limit_train_batches", str(PROBE_BATCHES), *extra],
         evaluate=False,
         with_gradient_statistics=False,
         directory=root / task / "probe" / f"{method}_nt{n_t}",
+        n_t=n_t,
     )
     if result["status"] != "ok":
         raise SystemExit(f"error: probe run {method} n_t={n_t} failed: {result['status']}")

@@ -40,11 +40,17 @@ def vrpo_ol_n_t(root: Path, task: str) -> int:
     return int(json.loads(probe.read_text())["vrpo_ol_n_t"])
 
 
-def cli_args(root: Path, key: RunKey, directory: Path, overrides: list[str]) -> list[str]:
+def cli_args(
+    root: Path, key: RunKey, directory: Path, overrides: list[str], n_t: int | None = None
+) -> list[str]:
+    """The run's CLI arguments; ``n_t`` overrides the method's n_t (VRPO-OL's comes from
+    the probe, which sets it itself while it measures)."""
     chosen = method(key.method)
     args = ["--config", str(CONFIGS / f"{key.task}_rl.yaml"), *chosen.cli_args()]
-    if key.method == "vrpo_ol" and not any("num_mc_samples" in o for o in overrides):
-        args += ["--model.init_args.num_mc_samples", str(vrpo_ol_n_t(root, key.task))]
+    if n_t is None and key.method == "vrpo_ol":
+        n_t = vrpo_ol_n_t(root, key.task)
+    if n_t is not None:
+        args += ["--model.init_args.num_mc_samples", str(n_t)]
     return [
         *args,
         "--model.init_args.policy.path",
@@ -106,6 +112,7 @@ def train(
     evaluate: bool = True,
     with_gradient_statistics: bool | None = None,
     directory: Path | None = None,
+    n_t: int | None = None,
 ) -> dict:
     """Trains one run and returns its result (also written to ``result.json`` in
     ``directory``, by default the run's folder)."""
@@ -135,7 +142,7 @@ def train(
         "grad_stats_csv": None,
     }
     try:
-        args = cli_args(root, key, directory, list(overrides or []))
+        args = cli_args(root, key, directory, list(overrides or []), n_t)
         cli = build_cli(args, run=False)
         trainer, module = cli.trainer, cli.model
         result["machine"] = machine(trainer.strategy.root_device)
