@@ -5,7 +5,7 @@
 ``OUT/results.tgz`` holds the small files under ``runs/paper_claims/``; they land under
 ``--root`` with the same layout. ``OUT/warmstart_<task>.tar.part*`` are a warm start split
 in parts; it is put together under ``<root>/<task>/warmstart`` and its weights checked
-against the SHA-256 that its ``warmstart.json`` recorded.
+against the SHA-256 that its ``warmstart.json`` (or, unfinished, its progress file) recorded.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from experiments.paper_claims.entry import ROOT
 from experiments.paper_claims.plan import TASKS
 from experiments.paper_claims.results import read_json
-from experiments.paper_claims.warm_start import warm_start_dir, weights_sha256
+from experiments.paper_claims.warm_start import warm_start_dir, warm_start_record, weights_sha256
 
 PACKED_ROOT = PurePosixPath("runs/paper_claims")
 
@@ -61,13 +61,14 @@ def collect(out: Path, root: Path = ROOT) -> dict:
         joined = io.BytesIO(b"".join(p.read_bytes() for p in parts))
         with tarfile.open(fileobj=joined, mode="r:") as archive:
             _extract(archive, root / task, None)
-        summary = read_json(root / task / "warmstart.json") or {}
+        record = warm_start_record(root, task)  # an unfinished one has its progress file
+        summary = read_json(record) or {}
         expected = summary.get("weights_sha256")
         found = weights_sha256(warm_start_dir(root, task))
         if expected != found:
             raise SystemExit(
                 f"error: {warm_start_dir(root, task)}: weights SHA-256 {found[:12]}... differs "
-                f"from {expected!r} in {root / task / 'warmstart.json'}"
+                f"from {expected!r} in {record}"
             )
         warm_starts.append(task)
     print(f"collected {len(files)} files and warm starts {warm_starts} into {root}", flush=True)

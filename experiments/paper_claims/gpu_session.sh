@@ -40,7 +40,9 @@ small=$(find "$root" -path "$root/data" -prune -o \
 logs=$(find "$root" -maxdepth 1 -name logs -type d)  # none when nothing ran
 tar czf "$out/results.tgz" $small $logs
 for task in countdown sudoku; do
-    if [ -n "$(find "$root/$task/warmstart.json" -newer "$start_mark" 2>/dev/null)" ]; then
+    # finished in this session, or a part of it trained (warm_start --budget-s)
+    if [ -n "$(find "$root/$task/warmstart.json" "$root/$task/warmstart_progress.json" \
+        -newer "$start_mark" 2>/dev/null)" ]; then
         tar cf - -C "$root/$task" warmstart | split -b 15M - "$out/warmstart_$task.tar.part"
     fi
 done

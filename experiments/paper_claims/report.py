@@ -108,9 +108,16 @@ def _warm_start_line(warmstart: dict | None) -> str:
     params = warmstart.get("params")
     size = f"{params / 1e6:.1f}M parameters, " if isinstance(params, int | float) else ""
     config = f" (`{warmstart['config']}`)" if warmstart.get("config") else ""
+    parts = len(warmstart.get("parts", []))
+    in_parts = f" in {parts} time-limited parts" if parts > 1 else ""
+    stopped = {"threshold": "stopped at the validation threshold",
+               "max_steps": "stopped at max_steps, below the threshold"}.get(
+        warmstart.get("stopped"), "")  # fmt: skip
+    stopped = f", {stopped}" if stopped else ""
     return (
-        f"Warm start: {size}{warmstart.get('sft_steps', '–')} SFT steps{config}; "
-        f"val {pct(warmstart.get('val_accuracy'))}%, test {pct(warmstart.get('test_accuracy'))}%."
+        f"Warm start: {size}{warmstart.get('sft_steps', '–')} SFT steps{in_parts}{config}"
+        f"{stopped}; val {pct(warmstart.get('val_accuracy'))}%, "
+        f"test {pct(warmstart.get('test_accuracy'))}%."
     )
 
 

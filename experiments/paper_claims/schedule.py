@@ -20,6 +20,12 @@ from pathlib import Path
 from experiments.paper_claims import plan, results
 from experiments.paper_claims.entry import CONCURRENCY_VARIABLE
 
+#: A warm start trains in parts that end in time (see ``warm_start``): it is given what is
+#: left of the budget less this margin for its start-up, test and export, and is not started
+#: with less than the minimum left.
+WARM_START_MARGIN_S = 60.0
+WARM_START_MIN_S = 180.0
+
 #: Relative cost of a method's batch (likelihood passes), to start the longest runs first.
 COST = {
     "bgpo_nt32": 32,
@@ -104,6 +110,8 @@ class Scheduler:
         self.log_dir = root / "logs"
 
     def expected_s(self, job: Job) -> float:
+        if job.kind == "warm_start":
+            return WARM_START_MIN_S
         seen = self.durations.get(job.method or job.kind)
         return max(seen) if seen else self.default_s
 
@@ -112,7 +120,11 @@ class Scheduler:
         log = open(self.log_dir / (job.name.replace("/", "__") + ".log"), "w")  # noqa: SIM115
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
         env[CONCURRENCY_VARIABLE] = str(self.concurrency)  # recorded by each run
-        proc = subprocess.Popen(job.argv(self.root), stdout=log, stderr=subprocess.STDOUT,
+        argv = job.argv(self.root)
+        if job.kind == "warm_start":
+            left = self.deadline - time.monotonic()
+            argv += ["--budget-s", f"{max(left - WARM_START_MARGIN_S, 0.0):.0f}"]
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True)  # fmt: skip
         log.close()
         self.running[job.name] = (proc, time.monotonic(), job)

@@ -4,6 +4,7 @@ the scheduler's order, resumption and deadline."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from bgpo_lightning.policy.bpe_tokenizer import train_bpe_tokenizer
 from bgpo_lightning.tasks.registry import get_task
 from experiments.paper_claims import plan, prepare, probe, run_one, schedule, warm_start
+from experiments.paper_claims.warm_start import warm_start_dir, weights_sha256
 
 # On the CPU wherever the tests run: a GPU would measure memory and change the probe's path.
 TINY_SFT = [
@@ -70,6 +72,22 @@ def test_warm_start_is_stored_in_bfloat16_and_summarised(root):
     assert config["dtype"] == "bfloat16"
 
 
+def test_a_warm_start_cut_by_its_budget_continues_from_its_weights(root, tmp_path):
+    shutil.copytree(root / "data", tmp_path / "data")
+    # Countdown: a tiny model after 3 steps is far below the 10% threshold.
+    three_steps = [*TINY_SFT, "--trainer.max_steps", "3"]
+    first = warm_start.train_warm_start("countdown", tmp_path, three_steps, budget_s=0)
+    assert not (tmp_path / "countdown" / "warmstart.json").exists()
+    progress = json.loads(warm_start.progress_file(tmp_path, "countdown").read_text())
+    assert progress == first and progress["sft_steps"] < 3
+    assert progress["weights_sha256"] == weights_sha256(warm_start_dir(tmp_path, "countdown"))
+    done = warm_start.train_warm_start("countdown", tmp_path, three_steps)
+    assert done["sft_steps"] == 3 and done["stopped"] == "max_steps"
+    assert [p["steps"] for p in done["parts"]] == [first["sft_steps"], 3 - first["sft_steps"]]
+    assert 0.0 <= done["test_accuracy"] <= 1.0
+    assert not warm_start.progress_file(tmp_path, "countdown").exists()
+
+
 def test_one_run_records_its_curve_costs_and_command(root):
     key = plan.RunKey("sudoku", "bgpo_nt4", 1e-4, 0)
     result = run_one.train(root, key, eval_every=1, overrides=TINY_RL)
@@ -124,9 +142,10 @@ def _fake_jobs(monkeypatch, seconds: float = 0.0) -> None:
         elif job.kind == "probe":
             result = {"vrpo_ol_n_t": 1}
         code = (
-            f"import json, pathlib, time; time.sleep({seconds}); "
+            f"import json, pathlib, sys, time; time.sleep({seconds}); "
             f"p = pathlib.Path({str(job.done_file)!r}); "
-            f"p.parent.mkdir(parents=True, exist_ok=True); p.write_text(json.dumps({result!r}))"
+            f"p.parent.mkdir(parents=True, exist_ok=True); "
+            f"p.write_text(json.dumps(dict({result!r}, argv=sys.argv[1:])))"
         )
         return [sys.executable, "-c", code]
 
@@ -139,6 +158,10 @@ def test_scheduler_runs_everything_in_order_and_then_the_seeds(tmp_path, monkeyp
     assert [j.kind for j in first] == ["warm_start"]
     outcome = schedule.Scheduler(tmp_path, ["sudoku"], 4, budget_s=600, poll_s=0.05).run()
     assert outcome == {"failed": [], "pending": []}
+    # The warm start is given what is left of the budget, less the margin for its export.
+    argv = json.loads((tmp_path / "sudoku" / "warmstart.json").read_text())["argv"]
+    budget = float(argv[argv.index("--budget-s") + 1])
+    assert 600 - schedule.WARM_START_MARGIN_S - 30 < budget <= 600 - schedule.WARM_START_MARGIN_S
     runs = list((tmp_path / "sudoku" / "runs").glob("*/result.json"))
     methods = plan.methods_for("sudoku")
     assert len(runs) == len(methods) * (len(plan.LEARNING_RATES) + len(plan.SEEDS) - 1)
