@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> dict:
         help="a job's duration until one of its kind has finished: none starts that would "
         "not end within the budget (runs took 360-470 s with 14 sharing an H200)",
     )
+    p.add_argument(
+        "--resumable",
+        action="store_true",
+        help="start runs that may not finish in the budget: they resume from their "
+        "checkpoints (in $PAPER_CLAIMS_SCRATCH when set) when the study is started again",
+    )
     p.add_argument("--no-report", action="store_true")
     args = p.parse_args(argv)
     if (
@@ -69,7 +75,12 @@ def main(argv: list[str] | None = None) -> dict:
         info = system_info(task, args.concurrency)
         (args.root / task / "system.json").write_text(json.dumps(info, indent=1))
     scheduler = Scheduler(
-        args.root, args.tasks, args.concurrency, args.budget_s, default_s=args.expected_run_s
+        args.root,
+        args.tasks,
+        args.concurrency,
+        args.budget_s,
+        default_s=args.expected_run_s,
+        resumable=args.resumable,
     )
     outcome = scheduler.run()
     print(json.dumps(outcome, indent=1), flush=True)

@@ -41,12 +41,19 @@ class HeldOutCurve(L.Callback):
         print(f"[curve] {row}", flush=True)
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._evaluate(trainer, pl_module, 0)
+        if not self.curve:  # a resumed run has its points from the checkpoint
+            self._evaluate(trainer, pl_module, 0)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         done = batch_idx + 1
         if done % self.every == 0 or done == self.total_batches:
             self._evaluate(trainer, pl_module, done)
+
+    def state_dict(self) -> dict:
+        return {"curve": self.curve}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.curve = list(state_dict["curve"])
 
 
 class StepRecorder(L.Callback):
@@ -67,6 +74,12 @@ class StepRecorder(L.Callback):
         self.rows.append(
             {k: float(metrics[m]) if m in metrics else math.nan for k, m in self.KEYS.items()}
         )
+
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = list(state_dict["rows"])
 
     def summary(self, skip_first: bool = True) -> dict:
         """Mean seconds per batch (the first, which compiles kernels, left out when there

@@ -30,8 +30,13 @@ else  # no daemon, or clients cannot reach it: run without it
 fi
 echo "MPS $mps"
 
+# Runs checkpoint after every batch outside the repository copy: the study's folders carried
+# into the next call replace those in the copy, but while the machine stays lent (a call
+# started soon after this one ends) the next call resumes the runs this one cut off.
+export PAPER_CLAIMS_SCRATCH=/tmp/paper_claims_scratch
 python -m experiments.paper_claims --tasks "${tasks[@]}" --concurrency "$concurrency" \
-    --budget-s "$budget" --no-report >"$out/study.log" 2>&1
+    --budget-s "$budget" --resumable --no-report >"$out/study.log" 2>&1
+echo "checkpoints kept for the next call: $(find /tmp/paper_claims_scratch -name last.ckpt 2>/dev/null | wc -l)"
 [ "$mps" = on ] && echo quit | nvidia-cuda-mps-control
 grep -v '^\[schedule\] start' "$out/study.log" | tail -20
 

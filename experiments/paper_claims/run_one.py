@@ -23,6 +23,13 @@ from pathlib import Path
 from experiments.paper_claims.entry import CONCURRENCY_VARIABLE, CONFIGS, ROOT
 from experiments.paper_claims.plan import TASKS, RunKey, method
 from experiments.paper_claims.prepare import data_args
+from experiments.paper_claims.resume import (
+    BatchCheckpoint,
+    checkpoint_dir,
+    merged_gradient_statistics,
+    prepare_scratch,
+    scratch_dir,
+)
 from experiments.paper_claims.warm_start import warm_start_dir, weights_sha256
 
 EVAL_EVERY = 10
@@ -122,10 +129,13 @@ def train(
     from experiments.paper_claims.curves import HeldOutCurve, StepRecorder
 
     directory = directory or run_dir(root, key)
-    # A run stopped at a deadline leaves logs behind; a fresh start must not read them.
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
     start = time.perf_counter()
+    warm_start_sha256 = weights_sha256(warm_start_dir(root, key.task))
+    scratch = scratch_dir(directory, key)
+    checkpoint, progress = prepare_scratch(scratch, warm_start_sha256)
+    if scratch != directory:  # the result folder holds only what a finished run writes
+        shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
     command = (
         f"python -m experiments.paper_claims.run_one --task {key.task} --method {key.method} "
         f"--lr {key.lr:g} --seed {key.seed}"
@@ -142,13 +152,17 @@ def train(
         "grad_stats_csv": None,
     }
     try:
-        args = cli_args(root, key, directory, list(overrides or []), n_t)
+        args = cli_args(root, key, scratch, list(overrides or []), n_t)
         cli = build_cli(args, run=False)
         trainer, module = cli.trainer, cli.model
         result["machine"] = machine(trainer.strategy.root_device)
         batches = int(trainer.limit_train_batches)
         recorder = StepRecorder()
-        callbacks = [recorder]
+        if checkpoint is not None:
+            progress["resumed_at"].append(progress["batches"])
+            print(f"[{key.name}] resuming after batch {progress['batches']}", flush=True)
+        elapsed = lambda: time.perf_counter() - start  # noqa: E731
+        callbacks = [recorder, BatchCheckpoint(checkpoint_dir(scratch), progress, elapsed)]
         curve = HeldOutCurve(eval_every, batches) if evaluate else None
         if curve is not None:
             callbacks.append(curve)
@@ -159,7 +173,7 @@ def train(
         trainer.callbacks.extend(callbacks)
         if torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True  # float32 weights, TF32 matmuls
-        trainer.fit(module, cli.datamodule)
+        trainer.fit(module, cli.datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
         result.update(
             settings={
                 "objective": module.hparams.objective,
@@ -172,16 +186,17 @@ def train(
             curve=curve.curve if curve is not None else [],
             **recorder.summary(),
         )
-        result["warm_start_sha256"] = weights_sha256(warm_start_dir(root, key.task))
-        found = sorted(directory.rglob("gradient_statistics.csv"))
-        if found:
-            shutil.copyfile(found[0], directory / "gradient_statistics.csv")
+        result["warm_start_sha256"] = warm_start_sha256
+        if merged_gradient_statistics(scratch, directory / "gradient_statistics.csv"):
             result["grad_stats_csv"] = "gradient_statistics.csv"
         result["status"] = "ok"
     except Exception as error:  # recorded, not raised: the scheduler goes on with other runs
         traceback.print_exc()
         result["status"] = f"error: {type(error).__name__}: {error_summary(error)}"
-    result["wall_s"] = time.perf_counter() - start
+    # Over every part of a resumed run; "resumed_at": the batches done before each restart.
+    result["wall_s"] = progress["wall_s"] + time.perf_counter() - start
+    result["resumed_at"] = progress["resumed_at"]
+    shutil.rmtree(checkpoint_dir(scratch), ignore_errors=True)  # done: a rerun starts afresh
     # Written whole, then renamed: the scheduler reads result files while runs finish.
     partial = directory / "result.json.partial"
     partial.write_text(json.dumps(result, indent=1))

@@ -25,6 +25,9 @@ from experiments.paper_claims.entry import CONCURRENCY_VARIABLE
 #: with less than the minimum left.
 WARM_START_MARGIN_S = 60.0
 WARM_START_MIN_S = 180.0
+#: With ``resumable`` runs (a checkpoint after every batch, see ``resume``), a run is started
+#: whenever this much is left: what it does before the deadline is kept for the next call.
+RESUMABLE_MIN_S = 180.0
 
 #: Relative cost of a method's batch (likelihood passes), to start the longest runs first.
 COST = {
@@ -96,12 +99,14 @@ def pending_jobs(root: Path, tasks: list[str], run_args: tuple[str, ...] = ()) -
 
 class Scheduler:
     """Keeps ``concurrency`` jobs running; never starts one that its expected duration
-    would carry past the deadline, and stops what still runs at the deadline."""
+    would carry past the deadline (unless runs are ``resumable``), and stops what still runs
+    at the deadline."""
 
     def __init__(self, root: Path, tasks: list[str], concurrency: int, budget_s: float,
                  run_args: tuple[str, ...] = (), default_s: float = 180.0,
-                 poll_s: float = 2.0) -> None:  # fmt: skip
+                 poll_s: float = 2.0, resumable: bool = False) -> None:  # fmt: skip
         self.root, self.tasks, self.concurrency = root, tasks, concurrency
+        self.resumable = resumable
         self.deadline = time.monotonic() + budget_s
         self.run_args, self.default_s, self.poll_s = run_args, default_s, poll_s
         self.running: dict[str, tuple[subprocess.Popen, float, Job]] = {}
@@ -112,6 +117,8 @@ class Scheduler:
     def expected_s(self, job: Job) -> float:
         if job.kind == "warm_start":
             return WARM_START_MIN_S
+        if self.resumable and job.kind in ("sweep", "seeds"):
+            return RESUMABLE_MIN_S
         seen = self.durations.get(job.method or job.kind)
         return max(seen) if seen else self.default_s
 

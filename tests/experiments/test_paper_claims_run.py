@@ -3,6 +3,7 @@ the scheduler's order, resumption and deadline."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import sys
@@ -13,7 +14,7 @@ import pytest
 
 from bgpo_lightning.policy.bpe_tokenizer import train_bpe_tokenizer
 from bgpo_lightning.tasks.registry import get_task
-from experiments.paper_claims import plan, prepare, probe, run_one, schedule, warm_start
+from experiments.paper_claims import plan, prepare, probe, resume, run_one, schedule, warm_start
 from experiments.paper_claims.warm_start import warm_start_dir, weights_sha256
 
 # On the CPU wherever the tests run: a GPU would measure memory and change the probe's path.
@@ -210,3 +211,61 @@ def test_a_restarted_run_starts_from_an_empty_folder(root):
     result = run_one.train(root, key, overrides=TINY_RL, evaluate=False)
     assert result["status"] == "ok" and result["grad_stats_csv"] is None
     assert not stale.exists()
+
+
+class _Killed(BaseException):
+    """What the scheduler's SIGKILL does to a run, in-process: no result is written."""
+
+
+def test_a_run_killed_after_a_batch_resumes_from_its_checkpoint(root, tmp_path, monkeypatch):
+    # A reward that the tiny policy earns, so that training moves it (d1's gives it 0).
+    task_class = type(get_task("sudoku"))
+    monkeypatch.setattr(task_class, "reward", lambda self, text, example: len(text) % 5 / 4)
+    key = plan.RunKey("sudoku", "bgpo_nt4", 1e-4, 5)
+    four = [*TINY_RL, "--trainer.limit_train_batches", "4"]
+    whole = run_one.train(root, key, 2, four, with_gradient_statistics=True,
+                          directory=tmp_path / "whole")  # fmt: skip
+    save = resume.BatchCheckpoint.on_train_batch_end
+
+    def save_then_die(self, trainer, module, outputs, batch, batch_idx):
+        save(self, trainer, module, outputs, batch, batch_idx)
+        if batch_idx == 2:
+            raise _Killed
+
+    monkeypatch.setattr(resume.BatchCheckpoint, "on_train_batch_end", save_then_die)
+    monkeypatch.setenv(resume.SCRATCH_VARIABLE, str(tmp_path / "scratch"))
+    part = tmp_path / "part"
+    with pytest.raises(_Killed):
+        run_one.train(root, key, 2, four, with_gradient_statistics=True, directory=part)
+    assert not (part / "result.json").exists()
+    monkeypatch.setattr(resume.BatchCheckpoint, "on_train_batch_end", save)
+    resumed = run_one.train(root, key, 2, four, with_gradient_statistics=True, directory=part)
+    assert resumed["status"] == "ok" and resumed["resumed_at"] == [3]
+    assert whole["resumed_at"] == []
+    # The same run: the checkpoint holds the loader's position and the random streams.
+    points = [[p[k] for k in ("batch", "val", "test")] for p in resumed["curve"]]
+    assert points == [pytest.approx([p[k] for k in ("batch", "val", "test")])
+                      for p in whole["curve"]]  # fmt: skip
+    assert resumed["train_reward"] == pytest.approx(whole["train_reward"])
+    assert len(set(whole["train_reward"])) > 1  # the comparison above can fail
+
+    def measured(folder):  # both parts' rows in order, timings left out
+        rows = list(csv.DictReader((folder / "gradient_statistics.csv").open()))
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+    assert {row["step"] for row in measured(part)} == {"2", "4"}
+    assert measured(part) == measured(tmp_path / "whole")
+    assert not resume.checkpoint_dir(tmp_path / "scratch" / key.task / key.name).exists()
+
+
+def test_resumable_runs_start_even_when_they_would_not_finish(tmp_path, monkeypatch):
+    _fake_jobs(monkeypatch, seconds=0.1)
+    (tmp_path / "sudoku").mkdir()
+    (tmp_path / "sudoku" / "warmstart.json").write_text("{}")
+    (tmp_path / "sudoku" / "probe.json").write_text("{}")
+    slow = {"budget_s": 2.0, "default_s": 1000.0, "poll_s": 0.05}
+    assert schedule.Scheduler(tmp_path, ["sudoku"], 2, **slow).run()["pending"]
+    assert not (tmp_path / "sudoku" / "runs").exists()  # none expected to end in time
+    monkeypatch.setattr(schedule, "RESUMABLE_MIN_S", 0.5)
+    schedule.Scheduler(tmp_path, ["sudoku"], 2, resumable=True, **slow).run()
+    assert list((tmp_path / "sudoku" / "runs").glob("*/result.json"))
