@@ -112,6 +112,7 @@ class Scheduler:
         self.running: dict[str, tuple[subprocess.Popen, float, Job]] = {}
         self.durations: dict[str, list[float]] = {}
         self.failed: set[str] = set()
+        self.paused: set[str] = set()
         self.log_dir = root / "logs"
 
     def expected_s(self, job: Job) -> float:
@@ -145,9 +146,14 @@ class Scheduler:
             took = time.monotonic() - started
             self.durations.setdefault(job.method or job.kind, []).append(took)
             ok = job.done_file.is_file()
-            if not ok or proc.returncode != 0:
+            # A warm start that used its time without finishing continues in the next call.
+            paused = job.kind == "warm_start" and proc.returncode == 0 and not ok
+            if paused:
+                self.paused.add(name)
+            elif not ok or proc.returncode != 0:
                 self.failed.add(name)  # not retried in this call: it would fail again
-            print(f"[schedule] done {name} rc={proc.returncode} in {took:.0f} s", flush=True)
+            outcome = "paused (a part trained)" if paused else f"done rc={proc.returncode}"
+            print(f"[schedule] {outcome} {name} in {took:.0f} s", flush=True)
 
     def stop_all(self) -> None:
         for proc, _, _ in self.running.values():
@@ -165,8 +171,9 @@ class Scheduler:
             if left <= 0:
                 self.stop_all()
                 break
+            skip = self.running.keys() | self.failed | self.paused
             pending = [j for j in pending_jobs(self.root, self.tasks, self.run_args)
-                       if j.name not in self.running and j.name not in self.failed]  # fmt: skip
+                       if j.name not in skip]  # fmt: skip
             for job in pending:
                 if len(self.running) >= self.concurrency:
                     break
