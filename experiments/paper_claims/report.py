@@ -102,7 +102,14 @@ def _setting_line(system: dict | None) -> str:
     )
 
 
-def _warm_start_line(warmstart: dict | None) -> str:
+def _warm_start_line(warmstart: dict | None, progress: dict | None = None) -> str:
+    if not warmstart and progress:  # parts trained, the threshold not reached yet
+        return (
+            f"Warm start: unfinished after {progress.get('sft_steps', '–')} SFT steps in "
+            f"{len(progress.get('parts', []))} time-limited parts: the last validation gave "
+            f"{pct(progress.get('val_accuracy'))}% against the threshold of "
+            f"{pct(progress.get('threshold'))}% (`warmstart_progress.json`)."
+        )
     if not warmstart:
         return "Warm start: missing (no warmstart.json)."
     params = warmstart.get("params")
@@ -177,6 +184,7 @@ def task_section(
     system: dict | None,
     warmstart: dict | None,
     plot_note: str | None,
+    warm_start_progress: dict | None = None,
 ) -> str:
     """One task's markdown: machine, setting, warm start, table, curves, missing runs."""
     rows = method_table(runs, chosen, task)
@@ -188,7 +196,7 @@ def task_section(
         "",
         _setting_line(system),
         "",
-        _warm_start_line(warmstart),
+        _warm_start_line(warmstart, warm_start_progress),
         "",
     ]
     if not runs:
@@ -329,6 +337,7 @@ def build_task(root: Path, task: str, out: Path) -> dict:
     runs = load_runs(root, task)
     system = read_json(task_dir / "system.json")
     warmstart = read_json(task_dir / "warmstart.json")
+    progress = read_json(task_dir / "warmstart_progress.json")
     probe = read_json(task_dir / "probe.json")
     chosen = complete_sweeps(runs, task)
     write_runs_csv(runs, chosen, out / "results" / f"{task}_runs.csv")
@@ -337,8 +346,9 @@ def build_task(root: Path, task: str, out: Path) -> dict:
     )
     sweep_note = _figure(plot_sweep(runs, task, _png(out, task, "sweep")), out, task, "sweep")
     section = task_section(
-        task, runs, chosen, system=system, warmstart=warmstart, plot_note=plot_note
-    )
+        task, runs, chosen, system=system, warmstart=warmstart, plot_note=plot_note,
+        warm_start_progress=progress,
+    )  # fmt: skip
     if sweep_note is None:
         section += f"\nThe learning-rate sweep: ![{task} sweep](results/{task}_sweep.png)\n"
     return {
@@ -349,8 +359,8 @@ def build_task(root: Path, task: str, out: Path) -> dict:
     }
 
 
-RAW_FILES = ("*/warmstart.json", "*/probe.json", "*/system.json", "*/runs/*/result.json",
-             "*/runs/*/gradient_statistics.csv")  # fmt: skip
+RAW_FILES = ("*/warmstart.json", "*/warmstart_progress.json", "*/probe.json", "*/system.json",
+             "*/runs/*/result.json", "*/runs/*/gradient_statistics.csv")  # fmt: skip
 
 
 def archive(root: Path, dest: Path) -> list[Path]:

@@ -134,6 +134,15 @@ def test_claim_4_verdicts(tmp_path, peak_16, verdict):
     if peak_16 is not None:
         assert f"{peak_16 / 2.0:.2f}× that at n_t = 1" in sentence
         assert "1.50× the time per rollout batch" in sentence
+        assert "not a small cost" not in sentence
+
+
+def test_claim_4_says_when_the_time_is_not_a_small_cost(tmp_path):
+    seeds_of(tmp_path, "sudoku", "bgpo_nt1", [0.3, 0.3], peak=2.0, step=1.0)
+    seeds_of(tmp_path, "sudoku", "bgpo_nt16", [0.3, 0.3], peak=2.0, step=4.5)
+    got, sentence = claims.claim_memory_flat(loaded(tmp_path)[0], None, None)
+    assert got == claims.HOLDS
+    assert "4.50× the time per rollout batch" in sentence and "not a small cost" in sentence
 
 
 @pytest.mark.parametrize(

@@ -104,3 +104,14 @@ def test_themachine_line_counts_the_machines_runs_recorded():
     assert (
         machine_line(system, [{}]) == "Machine: NVIDIA H200 (14 runs at a time through CUDA MPS)."
     )
+
+
+def test_an_unfinished_warm_start_is_reported_with_its_progress(tmp_path):
+    root, out = tmp_path / "runs", tmp_path / "docs"
+    (root / "countdown").mkdir(parents=True)
+    progress = {"sft_steps": 2894, "val_accuracy": 0.0, "threshold": 0.1, "parts": [{}, {}]}
+    (root / "countdown" / "warmstart_progress.json").write_text(json.dumps(progress))
+    text = report.main(["--root", str(root), "--out", str(out)]).read_text()
+    assert "Warm start: unfinished after 2894 SFT steps in 2 time-limited parts" in text
+    assert "gave 0.0% against the threshold of 10.0%" in text
+    assert "Warm start: missing (no warmstart.json)." in text  # sudoku has neither file
