@@ -15,7 +15,7 @@ import torch
 
 from bgpo_lightning.diffusion.sampler import (
     SamplerConfig,
-    block_logits_float64,
+    block_logits,
     denoise_blocks,
 )
 
@@ -61,6 +61,7 @@ def cached_generate(
 
     def from_cache(x: torch.Tensor, start: int, end: int, step: int) -> torch.Tensor:
         run = model.refresh if refreshes_at(step, config.cache_refresh_steps) else model.step
-        return block_logits_float64(run(x, start, end), x, mask_id, start, end, windowed=True)
+        logits = run(x, start, end)
+        return block_logits(logits, x, mask_id, start, end, windowed=True, dtype=config.dtype)
 
     return denoise_blocks(prompt_ids, mask_id, config, generator, from_cache)

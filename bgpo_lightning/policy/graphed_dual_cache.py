@@ -127,7 +127,7 @@ class GraphedDualCache(BlockKVCache):
         """The block's logits against the context kept at the last refresh.
 
         On a GPU the returned tensor is the graph's output buffer: the next step overwrites it,
-        so use it (the sampler copies it to float64) before stepping again.
+        so use it (the sampler copies it, in its precision) before stepping again.
         """
         if self._cache is None or self._block != (start, end):
             raise RuntimeError(f"step for block {(start, end)} without a refresh of that block")

@@ -1,12 +1,13 @@
 """Rollout time of each sampler mode (exact, block caches, confidence threshold, compiled).
 
 A mode is named by ``+``-joined parts, each one of ``exact``, ``prefix``, ``dual``,
-``threshold<tau>``, ``refresh<k>`` and ``graph``: ``dual+threshold0.9`` is the dual cache with
-threshold decoding at tau = 0.9, ``prefix+refresh1`` a prefix cache rerun at every step (which
-gives the exact sampler's tokens), ``dual+graph`` the dual cache with its step replayed as a CUDA
-graph. Every mode runs on the same random model and prompts: ``rows / G``
-prompts, each repeated G times as in the RL loop, so the timed rollout also shows how often two
-of a prompt's G responses are identical.
+``threshold<tau>``, ``refresh<k>``, ``graph`` and ``f32``: ``dual+threshold0.9`` is the dual cache
+with threshold decoding at tau = 0.9, ``prefix+refresh1`` a prefix cache rerun at every step
+(which gives the exact sampler's tokens), ``dual+graph`` the dual cache with its step replayed as
+a CUDA graph, ``+f32`` the sampler's own work (logits, Gumbel noise, confidences) in float32
+instead of float64 (``SamplerConfig.precision``). Every mode runs on the same random model and
+prompts: ``rows / G`` prompts, each repeated G times as in the RL loop, so the timed rollout also
+shows how often two of a prompt's G responses are identical.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from bgpo_lightning.diffusion.sampler import SamplerConfig, generate
 from bgpo_lightning.policy.block_models import build_block_model
 
-_PART = re.compile(r"(exact|prefix|dual)|threshold(\d+(?:\.\d*)?|\.\d+)|refresh(\d+)|(graph)")
+_PART = re.compile(r"(exact|prefix|dual)|threshold(\d+(?:\.\d*)?|\.\d+)|refresh(\d+)|(graph)|(f32)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,7 @@ class RolloutMode:
     threshold: float | None = None
     refresh_steps: int | None = None
     cuda_graph: bool = False
+    precision: str = "float64"
 
     def config(self, base: SamplerConfig) -> SamplerConfig:
         return dataclasses.replace(
@@ -44,20 +46,22 @@ class RolloutMode:
             threshold=self.threshold,
             cache_refresh_steps=self.refresh_steps,
             cuda_graph=self.cuda_graph,
+            precision=self.precision,
         )
 
 
 def parse_mode(name: str) -> RolloutMode:
     """``RolloutMode`` of a name such as ``dual+threshold0.9``; ``ValueError`` if malformed."""
     cache, threshold, refresh, graph, seen = None, None, None, False, set()
+    precision = "float64"
     for part in name.split("+"):
         match = _PART.fullmatch(part)
         if match is None:
             raise ValueError(
                 f"unknown part {part!r} of mode {name!r}: expected exact, prefix, dual, "
-                "threshold<tau>, refresh<k> or graph"
+                "threshold<tau>, refresh<k>, graph or f32"
             )
-        kind = match.group(1) or match.group(4)
+        kind = match.group(1) or match.group(4) or match.group(5)
         kind = kind or ("threshold" if match.group(2) else "refresh")
         key = "cache" if kind in ("exact", "prefix", "dual") else kind
         if key in seen:
@@ -67,6 +71,8 @@ def parse_mode(name: str) -> RolloutMode:
             cache = kind
         elif kind == "graph":
             graph = True
+        elif kind == "f32":
+            precision = "float32"
         elif kind == "threshold":
             threshold = float(match.group(2))
         else:
@@ -76,7 +82,7 @@ def parse_mode(name: str) -> RolloutMode:
     if graph and cache != "dual":
         raise ValueError(f"mode {name!r}: graph needs dual")
     cache = "none" if cache in (None, "exact") else cache
-    return RolloutMode(name, cache, threshold, refresh, graph)
+    return RolloutMode(name, cache, threshold, refresh, graph, precision)
 
 
 def mode_argument(name: str) -> RolloutMode:
@@ -273,7 +279,8 @@ def measure_modes(
                 warmup_steps_per_block=warmup_steps_per_block,
             )
             measured.append((row, responses))
-            if mode.cache == "none" and mode.threshold is None and not compile and exact is None:
+            baseline = mode.cache == "none" and mode.threshold is None and not compile
+            if baseline and mode.precision == "float64" and exact is None:
                 exact = (row, responses)
             on_row(row)
         for row, responses in measured:

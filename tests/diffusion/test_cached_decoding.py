@@ -75,10 +75,11 @@ def _cached(
     return out, model
 
 
+@pytest.mark.parametrize("precision", ["float64", "float32"])
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
 @pytest.mark.parametrize("temperature", [0.0, 0.9])
 def test_cache_refreshed_every_step_equals_the_exact_sampler(
-    policy: DiffusionLM, mode: str, temperature: float
+    policy: DiffusionLM, mode: str, temperature: float, precision: str
 ) -> None:
     config = SamplerConfig(
         gen_length=12,
@@ -87,6 +88,7 @@ def test_cache_refreshed_every_step_equals_the_exact_sampler(
         temperature=temperature,
         cache=mode,
         cache_refresh_steps=1,
+        precision=precision,
     )
     out, model = _cached(policy, config, seed=3)
     assert torch.equal(out, _exact(policy, config, seed=3))

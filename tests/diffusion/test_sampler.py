@@ -176,12 +176,19 @@ def test_sampling_repeats_with_same_seed_and_differs_with_another(remasking: str
     assert not torch.equal(first, other)
 
 
+@pytest.mark.parametrize("precision", ["float64", "float32"])
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
-def test_sampled_token_frequencies_match_tempered_softmax(temperature: float) -> None:
+def test_sampled_token_frequencies_match_tempered_softmax(
+    temperature: float, precision: str
+) -> None:
     gen_length, batch = 64, 64
     base = torch.tensor([1.0, 0.2, -0.5, 0.8, 0.0, -1.0, 0.4, 0.1, -0.2, 0.6, -0.8, 3.0])
     config = SamplerConfig(
-        gen_length=gen_length, block_length=gen_length, steps=1, temperature=temperature
+        gen_length=gen_length,
+        block_length=gen_length,
+        steps=1,
+        temperature=temperature,
+        precision=precision,
     )
     out = generate(
         _fixed_logits(base.expand(gen_length, VOCAB)), _prompts(batch), MASK_ID, config, _seeded(3)
@@ -193,6 +200,23 @@ def test_sampled_token_frequencies_match_tempered_softmax(temperature: float) ->
     chi2 = ((counts[:MASK_ID] - expected) ** 2 / expected).sum().item()
     # 10 degrees of freedom: chi2 > 35 has p < 2e-4 (and the seed is fixed, so no flakiness).
     assert chi2 < 35.0, chi2
+
+
+@pytest.mark.parametrize("remasking", ["low_confidence", "random"])
+def test_float32_precision_is_another_stream_with_the_same_greedy_tokens(remasking) -> None:
+    prompts, model = _prompts(6), ToyModel()
+    shape = {"gen_length": 16, "block_length": 8, "steps": 8, "remasking": remasking}
+    greedy = [generate(model, prompts, MASK_ID, SamplerConfig(**shape, precision=p), _seeded(0))
+              for p in ("float64", "float32")]  # fmt: skip
+    if remasking == "low_confidence":  # the same argmax and the same confidence order
+        assert torch.equal(greedy[0], greedy[1])
+    sampled = [
+        generate(model, prompts, MASK_ID, SamplerConfig(**shape, temperature=1.0, precision=p),
+                 _seeded(5))
+        for p in ("float64", "float32")
+    ]  # fmt: skip
+    assert not torch.equal(sampled[0], sampled[1])
+    assert not (sampled[1][:, prompts.shape[1] :] == MASK_ID).any()
 
 
 def test_low_confidence_unmasks_most_probable_positions_first() -> None:
@@ -304,6 +328,7 @@ def test_does_not_modify_prompt_or_caller_logits() -> None:
         ({"temperature": -0.1}, "temperature"),
         ({"temperature": float("nan")}, "temperature"),
         ({"remasking": "top_k"}, "remasking"),
+        ({"precision": "float16"}, "precision"),
     ],
 )
 def test_config_validation_names_the_field(kwargs: dict, field: str) -> None:

@@ -74,7 +74,11 @@ def test_mode_names_parse_into_sampler_settings():
     assert modes.parse_mode("threshold0.95").threshold == 0.95
     graphed = modes.parse_mode("dual+graph+threshold0.9").config(base)
     assert (graphed.cache, graphed.cuda_graph, graphed.threshold) == ("dual", True, 0.9)
-    for bad in ("fast", "prefix+dual", "exact+refresh1", "threshold", "prefix+graph", "graph"):
+    assert exact.precision == "float64"
+    single = modes.parse_mode("dual+graph+f32").config(base)
+    assert (single.cache, single.cuda_graph, single.precision) == ("dual", True, "float32")
+    bad_names = ("fast", "prefix+dual", "exact+refresh1", "threshold", "prefix+graph", "graph")
+    for bad in (*bad_names, "dual+f32+f32", "f16"):
         with pytest.raises(ValueError):
             modes.parse_mode(bad)
 
