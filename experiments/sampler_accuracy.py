@@ -2,22 +2,31 @@
 
     python -m experiments.sampler_accuracy                # writes docs/sampler_accuracy.md
     python -m experiments.sampler_accuracy --num-test 256 --no-d1
+    python -m experiments.sampler_accuracy --setup study-sudoku --num-test 128 --group-size 4
 
-For the Sudoku SFT warm start of the embedded default, on fixed held-out puzzles, every sampler
-mode (exact, prefix cache, dual cache, confidence threshold 0.9, dual cache + threshold 0.9) is
-measured the same way:
+For a Sudoku SFT warm start, on fixed held-out puzzles, every sampler mode (exact, prefix cache,
+dual cache, confidence threshold 0.9, dual cache + threshold 0.9) is measured the same way:
 
 - greedy cell accuracy (the task's accuracy) per puzzle, its mean and standard error, and the
   paired difference to the exact sampler with its paired standard error;
-- G temperature-1.0 rollouts per puzzle from a fixed seed: the mean reward (per-puzzle means
-  are the paired unit), the paired difference to exact, and the fraction of puzzles whose G
-  responses contain two identical ones;
+- G rollouts per puzzle at the setup's rollout temperature from a fixed seed: the mean reward
+  (per-puzzle means are the paired unit), the paired difference to exact, and the fraction of
+  puzzles whose G responses contain two identical ones;
 - the number of model forwards (a forward hook on the transformers model, which both the exact
   and the cached path call) and the wall seconds, reported as ratios to exact.
 
-Splits: the embedded default's generated test split (``PromptDataModule`` with the settings of
-``experiments/configs/sudoku_bgpo.yaml``), and d1's Sudoku test file when
-``../shared/datasets/sudoku/test.jsonl`` is there (its rows fit the compact template).
+Setups (``--setup``, see :data:`SETUPS`):
+
+- ``embedded-default``: the embedded default's warm start, compact template and lenient reward,
+  gen 16 / block 8 / steps 8, rollout temperature 1.0. Splits: its generated test split
+  (``PromptDataModule`` with the settings of ``experiments/configs/sudoku_bgpo.yaml``), and
+  d1's Sudoku test file when ``../shared/datasets/sudoku/test.jsonl`` is there (its rows fit
+  the compact template). Writes ``docs/sampler_accuracy.md``.
+- ``study-sudoku``: the small-scale study's warm start (``runs/paper_claims/sudoku/warmstart``,
+  11M parameters, loaded as float32) with d1's prompt and reward (the task defaults) and the
+  sampler of ``experiments/configs/paper_claims/sudoku_rl.yaml``: gen 32 / block 16 / steps 16,
+  rollout temperature 0.9. Split: the study's test file (d1's test rows). Writes
+  ``docs/sampler_accuracy_study.md``.
 """
 
 from __future__ import annotations
@@ -30,9 +39,9 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -43,18 +52,13 @@ from bgpo_lightning.policy import decode_responses
 from bgpo_lightning.tasks import Example, Task
 from bgpo_lightning.tasks.datamodule import PromptDataModule
 from experiments.paired import paired_difference
+from experiments.sampler_accuracy_setups import (
+    EMBEDDED_DEFAULT,
+    SETUPS,
+    SHAPE,
+    Setup,
+)
 
-DOC = Path("docs/sampler_accuracy.md")
-CSV_DIR = Path("docs/sampler_accuracy")
-D1_TEST = Path("../shared/datasets/sudoku/test.jsonl")
-TASK_KWARGS = {
-    "prompt_template": "Sudoku {puzzle}=",
-    "target_template": "{solution}",
-    "reward_mode": "lenient",
-}
-"""The compact format and reward of ``experiments/configs/sudoku_bgpo.yaml``."""
-SHAPE = {"gen_length": 16, "block_length": 8, "steps": 8}
-"""The embedded default's sampler shape."""
 TOLERANCE = 0.01
 """One point: the issue's bound on the accuracy or reward a fast mode may lose."""
 
@@ -75,10 +79,10 @@ class Mode:
     threshold: float | None = None
     cache_refresh_steps: int | None = None
 
-    def sampler(self, temperature: float) -> SamplerConfig:
-        """The sampler of this mode at the embedded default's shape."""
+    def sampler(self, shape: Mapping[str, int], temperature: float) -> SamplerConfig:
+        """The sampler of this mode at ``shape`` (``gen_length``, ``block_length``, ``steps``)."""
         return SamplerConfig(
-            **SHAPE,
+            **shape,
             temperature=temperature,
             cache=self.cache,
             threshold=self.threshold,
@@ -222,14 +226,16 @@ def measure_mode(
     group_size: int,
     seed: int,
     prompts_per_batch: int,
+    shape: Mapping[str, int] = SHAPE,
+    temperature: float = 1.0,
 ) -> ModeScores:
-    """Greedy accuracy and temperature-1.0 rollouts of one mode on the examples.
+    """Greedy accuracy and rollouts at ``temperature`` of one mode on the examples.
 
     Each batch of prompts gets its own generator seeded from ``seed`` and the batch index, so
     every mode starts each batch from the same random state.
     """
     scores = ModeScores()
-    greedy, rollout = mode.sampler(0.0), mode.sampler(1.0)
+    greedy, rollout = mode.sampler(shape, 0.0), mode.sampler(shape, temperature)
     start = time.perf_counter()
     with count_forwards(module.policy.model) as counter:
         for _, batch in chunks(examples, prompts_per_batch * group_size):
@@ -299,6 +305,8 @@ def run_check(
     group_size: int = 8,
     seed: int = 0,
     prompts_per_batch: int = 64,
+    shape: Mapping[str, int] = SHAPE,
+    temperature: float = 1.0,
 ) -> list[Row]:
     """Measures every mode on every split; the first mode must be named ``"exact"``.
 
@@ -310,6 +318,8 @@ def run_check(
         group_size: Rollouts per prompt (G).
         seed: Seeds the rollouts.
         prompts_per_batch: Prompts per rollout batch (greedy batches hold G times as many).
+        shape: ``gen_length``, ``block_length`` and ``steps`` of every mode.
+        temperature: Rollout temperature.
 
     Returns:
         One row per split and mode, in that order.
@@ -322,11 +332,19 @@ def run_check(
         # Warm-up: the first forwards pay one-time costs that would be charged to exact.
         for mode in modes:
             first = next(iter(splits.values()))[:group_size]
-            measure_mode(module, task, first, mode, 1, seed, len(first))
+            measure_mode(module, task, first, mode, 1, seed, len(first), shape, temperature)
         for split, examples in splits.items():
             results = {
                 mode.name: measure_mode(
-                    module, task, examples, mode, group_size, seed, prompts_per_batch
+                    module,
+                    task,
+                    examples,
+                    mode,
+                    group_size,
+                    seed,
+                    prompts_per_batch,
+                    shape,
+                    temperature,
                 )
                 for mode in modes
             }
@@ -408,6 +426,15 @@ def machine() -> str:
     )
 
 
+def threshold_remark(rows: Sequence[Row]) -> str:
+    """End of the report's threshold sentence: says that the forwards barely drop only when
+    every threshold row ran at least 0.9x exact's forwards."""
+    threshold_rows = [r for r in rows if "threshold" in r.mode]
+    if threshold_rows and all(r.forward_ratio >= 0.9 for r in threshold_rows):
+        return ", so with batches of hundreds of rows the forwards barely drop on CPU here."
+    return "."
+
+
 def render_doc(
     rows: Sequence[Row],
     command: str,
@@ -415,8 +442,11 @@ def render_doc(
     group_size: int,
     seed: int,
     total_seconds: float,
+    setup: Setup = EMBEDDED_DEFAULT,
 ) -> str:
-    """The Markdown report."""
+    """The Markdown report; policy, sampler shape, temperature and CSV path are the setup's."""
+    shape = setup.shape
+    source = f" {setup.sampler_source}" if setup.sampler_source else ""
     lines = [
         "# Sampler accuracy check: fast modes against the exact sampler",
         "",
@@ -425,12 +455,10 @@ def render_doc(
         f"- Command: `{command}`",
         f"- Machine: {machine()}",
         f"- Total run time: {total_seconds:.0f} s",
-        "- Policy: the Sudoku SFT warm start of the embedded default "
-        "(`runs/embedded_default/seed_0/warmstart`), compact template `Sudoku {puzzle}=`, "
-        "lenient reward.",
-        f"- Sampler: gen_length {SHAPE['gen_length']}, block_length {SHAPE['block_length']}, "
-        f"steps {SHAPE['steps']}; greedy for accuracy, temperature 1.0 with G = {group_size} "
-        f"responses per puzzle (seed {seed}) for the reward.",
+        f"- Policy: {setup.policy}",
+        f"- Sampler: gen_length {shape['gen_length']}, block_length {shape['block_length']}, "
+        f"steps {shape['steps']}; greedy for accuracy, temperature {float(setup.temperature)} "
+        f"with G = {group_size} responses per puzzle (seed {seed}) for the reward.{source}",
         "- Modes: exact (`cache='none'`), prefix (`cache='prefix'`), dual (`cache='dual'`), "
         "threshold0.9 (`threshold=0.9`), dual+threshold0.9; caches refreshed at each block start "
         "only.",
@@ -444,7 +472,7 @@ def render_doc(
         "`positions ratio` is the number of query positions run over exact's (a cached step "
         "runs the block, or the block and the suffix); `time ratio` is wall time over exact's. "
         "With the threshold, a batch stops a block early only when no row of the batch has a "
-        "mask left, so with batches of hundreds of rows the forwards barely drop on CPU here.",
+        f"mask left{threshold_remark(rows)}",
         "",
         "**CPU times are not the GPU figures**: this tiny model runs on a shared CPU, where the "
         "time ratios mostly reflect the number of forwards and Python overhead. The GPU speed of "
@@ -461,85 +489,154 @@ def render_doc(
     ]
     if notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
-    lines += ["", f"The full table is in `{CSV_DIR / 'results.csv'}`.", ""]
+    lines += ["", f"The full table is in `{setup.csv_dir / 'results.csv'}`.", ""]
     return "\n".join(lines)
 
 
-def load_splits(num_test: int, seed: int, use_d1: bool) -> tuple[dict, Task, list[str]]:
-    """The generated test split, d1's test split when available, the task and notes."""
+def load_splits(
+    num_test: int, seed: int, use_d1: bool, setup: Setup = EMBEDDED_DEFAULT
+) -> tuple[dict, Task, list[str]]:
+    """The setup's splits (its generated test split, d1's test split when available), the
+    task and notes.
+
+    Raises:
+        FileNotFoundError: The setup has no generated split and its d1 test file is missing.
+        ValueError: No split is left to measure (``use_d1`` off without a generated split).
+    """
     data = PromptDataModule(
         task="sudoku",
-        task_kwargs=dict(TASK_KWARGS),
+        task_kwargs=dict(setup.task_kwargs),
         num_train=20000,
         num_val=256,
         num_test=num_test,
         seed=seed,
     )
-    splits: dict[str, Sequence[Example]] = {"generated test": data.examples("test")}
-    notes = [
-        f"`generated test`: the first {num_test} puzzles of the embedded default's test split "
-        f"(PromptDataModule, seed {seed}, num_train 20000 and num_val 256 as in "
-        "`experiments/configs/sudoku_bgpo.yaml`, so disjoint from the SFT training puzzles)."
-    ]
+    splits: dict[str, Sequence[Example]] = {}
+    notes = []
+    if setup.generated_test:
+        splits["generated test"] = data.examples("test")
+        notes.append(
+            f"`generated test`: the first {num_test} puzzles of the embedded default's test "
+            f"split (PromptDataModule, seed {seed}, num_train 20000 and num_val 256 as in "
+            "`experiments/configs/sudoku_bgpo.yaml`, so disjoint from the SFT training puzzles)."
+        )
     if not use_d1:
         notes.append("d1's Sudoku test split: skipped (--no-d1).")
-    elif D1_TEST.is_file():
-        d1 = data.task.load(str(D1_TEST), limit=num_test)
+    elif setup.d1_test.is_file():
+        d1 = data.task.load(str(setup.d1_test), limit=num_test)
         splits["d1 test"] = d1
-        notes.append(
-            f"`d1 test`: the first {len(d1)} rows of `{D1_TEST}` (d1's 4x4_test_sudoku.csv), "
-            "formatted with the compact template; these puzzles are not guaranteed disjoint "
-            "from the generated SFT training puzzles."
-        )
+        notes.append("`d1 test`: " + setup.d1_note.format(n=len(d1), path=setup.d1_test))
+    elif setup.generated_test:
+        notes.append(f"d1's Sudoku test split: skipped, `{setup.d1_test}` not found.")
     else:
-        notes.append(f"d1's Sudoku test split: skipped, `{D1_TEST}` not found.")
+        raise FileNotFoundError(f"no test split at {setup.d1_test}")
+    if not splits:
+        raise ValueError(f"setup {setup.name!r} has no split to measure without d1's test file")
     return splits, data.task, notes
 
 
 def parser() -> argparse.ArgumentParser:
-    """Command-line options."""
+    """Command-line options; those without a default fall back to the setup's."""
     cli = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cli.add_argument(
-        "--warm-start", type=Path, default=Path("runs/embedded_default/seed_0/warmstart")
+        "--setup",
+        choices=tuple(SETUPS),
+        default=EMBEDDED_DEFAULT.name,
+        help="policy, task, sampler shape and report paths (default: %(default)s)",
     )
+    cli.add_argument(
+        "--warm-start",
+        type=Path,
+        help="policy directory, with its own tokenizer (default: the setup's policy)",
+    )
+    cli.add_argument("--temperature", type=float, help="rollout temperature (default: the setup's)")
+    cli.add_argument("--d1-test", type=Path, help="d1 test rows (default: the setup's)")
     cli.add_argument("--num-test", type=int, default=512, help="puzzles per split")
     cli.add_argument("--group-size", type=int, default=8, help="rollouts per puzzle (G)")
     cli.add_argument("--seed", type=int, default=0)
     cli.add_argument("--no-d1", action="store_true", help="skip d1's test split")
     cli.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    cli.add_argument("--doc", type=Path, default=DOC)
-    cli.add_argument("--csv-dir", type=Path, default=CSV_DIR)
+    cli.add_argument("--doc", type=Path, help="Markdown report (default: the setup's)")
+    cli.add_argument("--csv-dir", type=Path, help="folder of results.csv (default: the setup's)")
     return cli
+
+
+def chosen_setup(args: argparse.Namespace) -> tuple[Setup, list[str]]:
+    """The ``--setup`` named, with the options that override it, and notes on overrides that
+    the report's policy and sampler lines would otherwise misstate."""
+    setup = SETUPS[args.setup]
+    overrides = {
+        name: value
+        for name, value in (
+            ("warm_start", args.warm_start),
+            ("temperature", args.temperature),
+            ("d1_test", args.d1_test),
+            ("doc", args.doc),
+            ("csv_dir", args.csv_dir),
+        )
+        if value is not None
+    }
+    notes = []
+    if "warm_start" in overrides and overrides["warm_start"] != setup.warm_start:
+        overrides["tokenizer"] = None  # another checkpoint: the tokenizer saved with it
+        notes.append(
+            f"Warm start overridden: `{overrides['warm_start']}` with its own tokenizer "
+            "(--warm-start)."
+        )
+    if "temperature" in overrides and overrides["temperature"] != setup.temperature:
+        notes.append(
+            f"Rollout temperature overridden: {overrides['temperature']} instead of the "
+            f"setup's {setup.temperature} (--temperature)."
+        )
+    return replace(setup, **overrides), notes
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the check and writes the Markdown report and the CSV."""
     args = parser().parse_args(argv)
+    setup, override_notes = chosen_setup(args)
     torch.set_num_threads(args.threads)
-    if not (args.warm_start / "model.safetensors").is_file():
-        print(
-            f"error: no warm start at {args.warm_start}; "
-            "run python -m experiments.embedded_default",
-            file=sys.stderr,
-        )
+    if not (setup.warm_start / "model.safetensors").is_file():
+        print(f"error: no warm start at {setup.warm_start}; {setup.build_hint}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    try:
+        splits, task, notes = load_splits(args.num_test, args.seed, not args.no_d1, setup)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}; {setup.build_hint}", file=sys.stderr)
         return 2
     from experiments.estimator_study.batch import build_module
 
-    start = time.perf_counter()
-    splits, task, notes = load_splits(args.num_test, args.seed, not args.no_d1)
-    module = build_module(args.warm_start, args.num_test * args.group_size, args.group_size)
-    rows = run_check(module, task, splits, MODES, args.group_size, args.seed)
+    module = build_module(
+        setup.warm_start,
+        args.num_test * args.group_size,
+        args.group_size,
+        tokenizer_path=setup.tokenizer,
+        dtype=setup.dtype,
+    )
+    rows = run_check(
+        module,
+        task,
+        splits,
+        MODES,
+        args.group_size,
+        args.seed,
+        shape=setup.shape,
+        temperature=setup.temperature,
+    )
     total = time.perf_counter() - start
-    write_csv(rows, args.csv_dir / "results.csv")
+    write_csv(rows, setup.csv_dir / "results.csv")
     command = "python -m experiments.sampler_accuracy" + (
         " " + shlex.join(argv if argv is not None else sys.argv[1:])
         if (argv or sys.argv[1:])
         else ""
     )
-    args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(render_doc(rows, command, notes, args.group_size, args.seed, total))
+    setup.doc.parent.mkdir(parents=True, exist_ok=True)
+    setup.doc.write_text(
+        render_doc(rows, command, notes + override_notes, args.group_size, args.seed, total, setup)
+    )
     print(table(rows))
-    print(f"wrote {args.doc} and {args.csv_dir / 'results.csv'} in {total:.0f} s")
+    print(f"wrote {setup.doc} and {setup.csv_dir / 'results.csv'} in {total:.0f} s")
     return 0
 
 

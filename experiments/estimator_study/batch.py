@@ -61,10 +61,17 @@ def build_module(
     num_responses: int,
     group_size: int,
     tiny: TinyModelConfig | None = None,
+    tokenizer_path: Path | None = None,
+    dtype: str | None = None,
 ) -> DiffusionRLModule:
     """An on-policy BGPO module around the policy (None: a random tiny model of shape
-    ``tiny``); one forward covers the whole batch of ``num_responses``."""
-    spec = PolicySpec(path=None if policy_path is None else str(policy_path))
+    ``tiny``); one forward covers the whole batch of ``num_responses``. ``tokenizer_path``
+    and ``dtype`` are ``PolicySpec``'s (None: the checkpoint's own)."""
+    spec = PolicySpec(
+        path=None if policy_path is None else str(policy_path),
+        tokenizer_path=None if tokenizer_path is None else str(tokenizer_path),
+        dtype=dtype,
+    )
     if tiny is not None:
         spec.tiny = tiny
     return DiffusionRLModule(

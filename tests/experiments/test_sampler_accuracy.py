@@ -3,26 +3,42 @@
 from __future__ import annotations
 
 import csv
+import json
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
+from bgpo_lightning.policy import build_char_tokenizer
 from bgpo_lightning.tasks.datamodule import PromptDataModule
+from bgpo_lightning.tasks.registry import get_task
 from experiments.estimator_study.batch import build_module
 from experiments.sampler_accuracy import (
     CSV_FIELDS,
-    TASK_KWARGS,
+    MODES,
     Mode,
+    chosen_setup,
     count_forwards,
     has_duplicate,
+    load_splits,
+    main,
+    parser,
     render_doc,
     run_check,
     write_csv,
 )
-from tests.helpers import TINY
+from experiments.sampler_accuracy_setups import (
+    EMBEDDED_DEFAULT,
+    SETUPS,
+    SHAPE,
+    STUDY_SUDOKU,
+    TASK_KWARGS,
+)
+from tests.helpers import TINY, tiny_policy
 
 PROMPTS, GROUP = 8, 2
-MODES = (Mode("exact"), Mode("prefix-refresh1", cache="prefix", cache_refresh_steps=1))
+TWO_MODES = (Mode("exact"), Mode("prefix-refresh1", cache="prefix", cache_refresh_steps=1))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
@@ -36,7 +52,7 @@ def rows():
     )
     module = build_module(None, PROMPTS * GROUP, GROUP, tiny=TINY).double()
     splits = {"toy": data.examples("test")}
-    return run_check(module, data.task, splits, MODES, GROUP, seed=0, prompts_per_batch=4)
+    return run_check(module, data.task, splits, TWO_MODES, GROUP, seed=0, prompts_per_batch=4)
 
 
 def test_one_row_per_mode_with_exact_as_reference(rows):
@@ -79,3 +95,165 @@ def test_counters():
     assert counter == [2, 27]
     assert has_duplicate(torch.tensor([[1, 2], [3, 4], [1, 2]]))
     assert not has_duplicate(torch.tensor([[1, 2], [2, 1]]))
+
+
+# ---- setups ---------------------------------------------------------------------------------
+
+
+def test_setup_option_selects_the_setup_and_defaults_to_the_embedded_one():
+    assert set(SETUPS) == {"embedded-default", "study-sudoku"}
+    assert chosen_setup(parser().parse_args([])) == (EMBEDDED_DEFAULT, [])
+    assert chosen_setup(parser().parse_args(["--setup", "study-sudoku"])) == (STUDY_SUDOKU, [])
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--setup", "nope"])
+
+
+def test_options_override_the_setup_and_say_so(tmp_path):
+    args = parser().parse_args(
+        ["--setup", "study-sudoku", "--temperature", "1.0", "--warm-start", str(tmp_path)]
+        + ["--doc", str(tmp_path / "d.md"), "--csv-dir", str(tmp_path / "c")]
+    )
+    setup, notes = chosen_setup(args)
+    assert setup.temperature == 1.0 and setup.warm_start == tmp_path
+    assert setup.tokenizer is None  # another warm start brings its own tokenizer
+    assert setup.doc == tmp_path / "d.md" and setup.csv_dir == tmp_path / "c"
+    assert setup.shape == STUDY_SUDOKU.shape and setup.dtype == "float32"
+    assert len(notes) == 2 and "temperature overridden: 1.0" in notes[1]
+
+
+def test_mode_sampler_uses_the_given_shape():
+    shape = {"gen_length": 32, "block_length": 16, "steps": 16}
+    sampler = Mode("dual+t", cache="dual", threshold=0.9).sampler(shape, 0.9)
+    assert (sampler.gen_length, sampler.block_length, sampler.steps) == (32, 16, 16)
+    assert (sampler.temperature, sampler.cache, sampler.threshold) == (0.9, "dual", 0.9)
+    exact = Mode("exact").sampler(SHAPE, 0.0)
+    assert (exact.gen_length, exact.block_length, exact.steps) == (16, 8, 8)
+    assert (exact.temperature, exact.cache, exact.threshold) == (0.0, "none", None)
+
+
+def test_render_doc_takes_policy_shape_temperature_and_csv_from_the_setup(rows):
+    default = render_doc(rows, "cmd", [], GROUP, 0, 1.0)
+    assert "gen_length 16, block_length 8, steps 8; greedy for accuracy, temperature 1.0" in default
+    assert EMBEDDED_DEFAULT.policy in default
+    assert "`docs/sampler_accuracy/results.csv`" in default
+    study = render_doc(rows, "cmd", [], GROUP, 0, 1.0, STUDY_SUDOKU)
+    assert "gen_length 32, block_length 16, steps 16; greedy for accuracy, temperature 0.9" in study
+    assert f"- Policy: {STUDY_SUDOKU.policy}" in study and "embedded default" not in study
+    assert STUDY_SUDOKU.sampler_source in study
+    assert "`docs/sampler_accuracy_study/results.csv`" in study
+
+
+def test_doc_says_the_threshold_barely_saves_forwards_only_when_it_does(rows):
+    exact = rows[0]
+    barely = replace(exact, mode="threshold0.9", forward_ratio=0.95)
+    saved = replace(exact, mode="dual+threshold0.9", forward_ratio=0.54)
+    remark = "the forwards barely drop on CPU here"
+    assert remark in render_doc([exact, barely], "cmd", [], GROUP, 0, 1.0)
+    doc = render_doc([exact, barely, saved], "cmd", [], GROUP, 0, 1.0)
+    assert remark not in doc and "no row of the batch has a mask left." in doc
+    assert remark not in render_doc(rows, "cmd", [], GROUP, 0, 1.0)  # no threshold row
+
+
+def test_study_splits_are_the_d1_test_file_only(tmp_path):
+    path = write_d1_rows(tmp_path / "test.jsonl", 5)
+    setup = replace(STUDY_SUDOKU, d1_test=path)
+    splits, task, notes = load_splits(3, 0, True, setup)
+    assert list(splits) == ["d1 test"] and len(splits["d1 test"]) == 3
+    assert splits["d1 test"][0].prompt == get_task("sudoku").load(str(path))[0].prompt
+    assert task.reward_mode == "d1"
+    assert len(notes) == 1
+    assert notes[0].startswith(f"`d1 test`: the first 3 rows of `{path}`, the small-scale study's")
+    with pytest.raises(FileNotFoundError):
+        load_splits(3, 0, True, replace(setup, d1_test=tmp_path / "missing.jsonl"))
+    with pytest.raises(ValueError, match="no split"):
+        load_splits(3, 0, False, setup)
+
+
+# ---- the study setup end to end on a tiny model ----------------------------------------------
+
+
+def write_d1_rows(path: Path, n: int) -> Path:
+    """``n`` generated puzzles as rows of d1's test file."""
+    task = get_task("sudoku")
+    rows = [e.meta for e in task.generate(n, seed=1)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_warm_start(tmp_path_factory) -> Path:
+    """A tiny random policy saved as a bfloat16 Hugging Face checkpoint with its tokenizer,
+    as the study exports its warm start."""
+    directory = tmp_path_factory.mktemp("tiny_warmstart")
+    tiny_policy(torch.float32, seed=5).model.to(torch.bfloat16).save_pretrained(directory)
+    build_char_tokenizer().save_pretrained(directory)
+    return directory
+
+
+def test_study_module_loads_the_bfloat16_weights_as_float32(tiny_warm_start):
+    setup = replace(STUDY_SUDOKU, warm_start=tiny_warm_start, tokenizer=None)
+    module = build_module(setup.warm_start, 8, 2, tokenizer_path=setup.tokenizer, dtype=setup.dtype)
+    assert {p.dtype for p in module.parameters()} == {torch.float32}
+    as_saved = replace(setup, dtype=None)
+    kept = build_module(
+        as_saved.warm_start, 8, 2, tokenizer_path=as_saved.tokenizer, dtype=as_saved.dtype
+    )
+    assert {p.dtype for p in kept.parameters()} == {torch.bfloat16}
+    for a, b in zip(module.parameters(), kept.parameters(), strict=True):
+        assert torch.equal(a, b.float())
+
+
+def test_study_check_runs_at_the_study_shape(tiny_warm_start, tmp_path):
+    setup = replace(STUDY_SUDOKU, warm_start=tiny_warm_start, tokenizer=None)
+    splits, task, _ = load_splits(
+        4, 0, True, replace(setup, d1_test=write_d1_rows(tmp_path / "t.jsonl", 4))
+    )
+    module = build_module(
+        setup.warm_start, 4 * GROUP, GROUP, tokenizer_path=setup.tokenizer, dtype=setup.dtype
+    ).double()
+    rows = run_check(
+        module,
+        task,
+        splits,
+        TWO_MODES,
+        GROUP,
+        seed=0,
+        shape=setup.shape,
+        temperature=setup.temperature,
+    )
+    exact, prefix = rows
+    assert exact.n == prefix.n == 4
+    # One greedy and one rollout batch, 16 steps each: the study's shape, not the default's 8.
+    assert exact.forwards == prefix.forwards == 2 * 16
+    assert prefix.accuracy == exact.accuracy  # a prefix cache refreshed every step is exact
+
+
+def test_main_writes_the_study_report(tiny_warm_start, tmp_path):
+    test_file = write_d1_rows(tmp_path / "test.jsonl", 3)
+    doc, csv_dir = tmp_path / "study.md", tmp_path / "study"
+    argv = ["--setup", "study-sudoku", "--warm-start", str(tiny_warm_start)]
+    argv += ["--d1-test", str(test_file), "--num-test", "3", "--group-size", "2"]
+    argv += ["--threads", "1", "--doc", str(doc), "--csv-dir", str(csv_dir)]
+    assert main(argv) == 0
+    with (csv_dir / "results.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [(r["split"], r["mode"], r["n"]) for r in table] == [
+        ("d1 test", m.name, "3") for m in MODES
+    ]
+    text = doc.read_text()
+    assert "--setup study-sudoku" in text
+    assert "gen_length 32, block_length 16, steps 16" in text and "temperature 0.9" in text
+    assert f"the first 3 rows of `{test_file}`" in text
+    assert f"Warm start overridden: `{tiny_warm_start}`" in text
+    assert f"`{csv_dir / 'results.csv'}`" in text
+
+
+def test_main_explains_a_missing_study_warm_start_or_test_file(tiny_warm_start, tmp_path, capsys):
+    missing = ["--setup", "study-sudoku", "--warm-start", str(tmp_path / "none")]
+    assert main(missing) == 2
+    assert "python -m experiments.paper_claims.warm_start --task sudoku" in capsys.readouterr().err
+    no_test = ["--setup", "study-sudoku", "--warm-start", str(tiny_warm_start)]
+    no_test += ["--d1-test", str(tmp_path / "none.jsonl"), "--doc", str(tmp_path / "d.md")]
+    assert main(no_test) == 2
+    assert "no test split" in capsys.readouterr().err
+    assert not (tmp_path / "d.md").exists()
