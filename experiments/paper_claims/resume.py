@@ -1,10 +1,12 @@
 """Runs that outlive a lent machine's call: a checkpoint after every rollout batch, resumed
 by the next call on the same machine.
 
-A run works in its scratch folder: its own result folder by default, or
-``$PAPER_CLAIMS_SCRATCH/<task>/<run>`` when that is set (``gpu_session.sh`` sets it outside
-the repository copy, so that the study's folders carried into the next call do not replace
-it). The result folder gets only ``result.json`` and the gradient statistics, once the run
+A run works in its scratch folder: its own result folder by default, or the same path
+relative to the study's root under ``$PAPER_CLAIMS_SCRATCH`` when that is set
+(``gpu_session.sh`` sets it outside the repository copy, so that the study's folders carried
+into the next call do not replace it). Keyed by the result folder, not by the run's name: a
+probe run (``<task>/probe/...``) and the sweep run of the same method, lr and seed may run at
+once. The result folder gets only ``result.json`` and the gradient statistics, once the run
 is done; the checkpoint is then deleted.
 
 The checkpoint is Lightning's (weights, optimizer, the data loader's position, the module's
@@ -21,16 +23,20 @@ from pathlib import Path
 
 import lightning as L
 
-from experiments.paper_claims.plan import RunKey
-
 SCRATCH_VARIABLE = "PAPER_CLAIMS_SCRATCH"
 CHECKPOINT = "last.ckpt"
 PROGRESS = "progress.json"
 
 
-def scratch_dir(result_dir: Path, key: RunKey) -> Path:
+def scratch_dir(result_dir: Path, root: Path) -> Path:
+    """Where the run writing to ``result_dir`` (under the study's ``root``) works."""
     base = os.environ.get(SCRATCH_VARIABLE)
-    return Path(base) / key.task / key.name if base else result_dir
+    if not base:
+        return result_dir
+    try:
+        return Path(base) / result_dir.relative_to(root)
+    except ValueError:
+        raise ValueError(f"{result_dir} is not under the study's root {root}") from None
 
 
 def checkpoint_dir(scratch: Path) -> Path:

@@ -131,7 +131,7 @@ def train(
     directory = directory or run_dir(root, key)
     start = time.perf_counter()
     warm_start_sha256 = weights_sha256(warm_start_dir(root, key.task))
-    scratch = scratch_dir(directory, key)
+    scratch = scratch_dir(directory, root)
     checkpoint, progress = prepare_scratch(scratch, warm_start_sha256)
     if scratch != directory:  # the result folder holds only what a finished run writes
         shutil.rmtree(directory, ignore_errors=True)

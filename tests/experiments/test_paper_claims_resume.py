@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from experiments.paper_claims import resume
 from experiments.paper_claims.plan import RunKey
 
@@ -20,12 +22,16 @@ def _checkpoint(scratch, sha: str) -> None:
 
 
 def test_scratch_is_the_result_folder_unless_the_variable_is_set(tmp_path, monkeypatch):
+    root = tmp_path / "study"
+    run = root / "sudoku" / "runs" / KEY.name
+    probe = root / "sudoku" / "probe" / "bgpo_nt16_nt16"  # the same method, lr and seed
     monkeypatch.delenv(resume.SCRATCH_VARIABLE, raising=False)
-    assert resume.scratch_dir(tmp_path / "result", KEY) == tmp_path / "result"
+    assert resume.scratch_dir(run, root) == run
     monkeypatch.setenv(resume.SCRATCH_VARIABLE, str(tmp_path / "scratch"))
-    assert (
-        resume.scratch_dir(tmp_path / "result", KEY) == tmp_path / "scratch" / "sudoku" / KEY.name
-    )
+    assert resume.scratch_dir(run, root) == tmp_path / "scratch" / "sudoku" / "runs" / KEY.name
+    assert resume.scratch_dir(probe, root) == tmp_path / "scratch" / "sudoku" / "probe" / probe.name
+    with pytest.raises(ValueError, match="not under the study's root"):
+        resume.scratch_dir(tmp_path / "elsewhere", root)
 
 
 def test_a_checkpoint_from_the_same_warm_start_is_kept(tmp_path):

@@ -234,7 +234,7 @@ def test_a_run_killed_after_a_batch_resumes_from_its_checkpoint(root, tmp_path, 
 
     monkeypatch.setattr(resume.BatchCheckpoint, "on_train_batch_end", save_then_die)
     monkeypatch.setenv(resume.SCRATCH_VARIABLE, str(tmp_path / "scratch"))
-    part = tmp_path / "part"
+    part = root / "sudoku" / "resume_test" / key.name  # scratch folders mirror the root
     with pytest.raises(_Killed):
         run_one.train(root, key, 2, four, with_gradient_statistics=True, directory=part)
     assert not (part / "result.json").exists()
@@ -255,7 +255,8 @@ def test_a_run_killed_after_a_batch_resumes_from_its_checkpoint(root, tmp_path, 
 
     assert {row["step"] for row in measured(part)} == {"2", "4"}
     assert measured(part) == measured(tmp_path / "whole")
-    assert not resume.checkpoint_dir(tmp_path / "scratch" / key.task / key.name).exists()
+    assert not resume.checkpoint_dir(resume.scratch_dir(part, root)).exists()
+    assert resume.scratch_dir(part, root).is_relative_to(tmp_path / "scratch")
 
 
 def test_resumable_runs_start_even_when_they_would_not_finish(tmp_path, monkeypatch):
