@@ -37,15 +37,15 @@ def peak_of(root: Path, task: str, method: str, n_t: int, extra: list[str]) -> f
     return result["peak_memory_gib"]
 
 
+def fits(peak: float | None, bgpo_peak: float | None) -> bool:
+    """Whether a measured peak is within ``TOLERANCE`` of BGPO's (False unmeasured)."""
+    return None not in (peak, bgpo_peak) and peak <= bgpo_peak * TOLERANCE
+
+
 def choose_n_t(bgpo_peak: float | None, vrpo_peaks: dict[int, float | None]) -> int:
-    """The largest candidate whose peak is within ``TOLERANCE`` of BGPO's (1 when none is,
-    or when memory was not measured, e.g. on a CPU)."""
-    if bgpo_peak is None:
-        return 1
-    fitting = [
-        n for n, peak in vrpo_peaks.items() if peak is not None and peak <= bgpo_peak * TOLERANCE
-    ]
-    return max(fitting, default=1)
+    """The largest candidate whose peak fits (1 when none does, or when memory was not
+    measured, e.g. on a CPU)."""
+    return max((n for n, peak in vrpo_peaks.items() if fits(peak, bgpo_peak)), default=1)
 
 
 def probe(task: str, root: Path = ROOT, extra: list[str] | None = None) -> dict:
@@ -54,7 +54,7 @@ def probe(task: str, root: Path = ROOT, extra: list[str] | None = None) -> dict:
     vrpo_peaks: dict[int, float | None] = {}
     for n_t in VRPO_OL_CANDIDATE_N_T:
         vrpo_peaks[n_t] = peak_of(root, task, "vrpo_ol", n_t, extra)
-        if bgpo_peak is None or vrpo_peaks[n_t] is None or vrpo_peaks[n_t] > bgpo_peak * TOLERANCE:
+        if not fits(vrpo_peaks[n_t], bgpo_peak):
             break
     summary = {
         "bgpo_nt16_peak_gib": bgpo_peak,
