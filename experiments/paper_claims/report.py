@@ -5,12 +5,13 @@ Reads what the runs wrote under ``--root`` (default ``runs/paper_claims``)::
     <root>/<task>/runs/<run name>/result.json   one per finished (or failed) run
     <root>/<task>/runs/<run name>/<grad_stats_csv>  gradient statistics, when measured
     <root>/<task>/warmstart.json                the SFT warm start (optional)
+    <root>/<task>/warmstart_progress.json       an unfinished warm start's parts (optional)
     <root>/<task>/probe.json                    VRPO-OL's memory probe (optional)
     <root>/<task>/system.json                   machine and setting (optional)
 
 and writes, under ``--out`` (default ``docs``)::
 
-    results.md, results/<task>_curves.png, results/<task>_runs.csv
+    results.md, results/<task>_curves.png, results/<task>_sweep.png, results/<task>_runs.csv
 
 Every figure in the report is computed from those files; the only numbers typed in are
 the two quoted Countdown figures of the contested result (in ``claims``). Partial data
