@@ -6,6 +6,7 @@ Reads what the runs wrote under ``--root`` (default ``runs/paper_claims``)::
     <root>/<task>/runs/<run name>/<grad_stats_csv>  gradient statistics, when measured
     <root>/<task>/warmstart.json                the SFT warm start (optional)
     <root>/<task>/warmstart_progress.json       an unfinished warm start's parts (optional)
+    <root>/<task>/recipe_search.json            warm-start recipes tried (optional)
     <root>/<task>/probe.json                    VRPO-OL's memory probe (optional)
     <root>/<task>/system.json                   machine and setting (optional)
 
@@ -36,6 +37,7 @@ from experiments.paper_claims import plan
 from experiments.paper_claims.claims import CLAIMS, task_claims
 from experiments.paper_claims.figures import plot_curves, plot_sweep
 from experiments.paper_claims.formatting import one_line, pct, pct_pm
+from experiments.paper_claims.recipe_report import recipe_table
 from experiments.paper_claims.results import (
     ReportError,
     best_point,
@@ -186,6 +188,7 @@ def task_section(
     warmstart: dict | None,
     plot_note: str | None,
     warm_start_progress: dict | None = None,
+    recipes: dict | None = None,
 ) -> str:
     """One task's markdown: machine, setting, warm start, table, curves, missing runs."""
     rows = method_table(runs, chosen, task)
@@ -200,6 +203,16 @@ def task_section(
         _warm_start_line(warmstart, warm_start_progress),
         "",
     ]
+    if recipes:
+        parts += [
+            "Warm-start recipes tried side by side (`python -m "
+            "experiments.paper_claims.recipe_search`, each for the same time on one shared "
+            "GPU, continued from part to part; the config keeps the one that reached the "
+            "threshold first). Validation accuracy at every check, or at the end of each "
+            "part where the logs were not kept:",
+            "",
+            recipe_table(recipes),
+        ]
     if not runs:
         parts += ["No runs yet: every planned run is missing.", ""]
     parts += [
@@ -340,6 +353,7 @@ def build_task(root: Path, task: str, out: Path) -> dict:
     warmstart = read_json(task_dir / "warmstart.json")
     progress = read_json(task_dir / "warmstart_progress.json")
     probe = read_json(task_dir / "probe.json")
+    recipes = read_json(task_dir / "recipe_search.json")
     chosen = complete_sweeps(runs, task)
     write_runs_csv(runs, chosen, out / "results" / f"{task}_runs.csv")
     plot_note = _figure(
@@ -348,7 +362,7 @@ def build_task(root: Path, task: str, out: Path) -> dict:
     sweep_note = _figure(plot_sweep(runs, task, _png(out, task, "sweep")), out, task, "sweep")
     section = task_section(
         task, runs, chosen, system=system, warmstart=warmstart, plot_note=plot_note,
-        warm_start_progress=progress,
+        warm_start_progress=progress, recipes=recipes,
     )  # fmt: skip
     if sweep_note is None:
         section += f"\nThe learning-rate sweep: ![{task} sweep](results/{task}_sweep.png)\n"
@@ -361,12 +375,19 @@ def build_task(root: Path, task: str, out: Path) -> dict:
 
 
 RAW_FILES = ("*/warmstart.json", "*/warmstart_progress.json", "*/probe.json", "*/system.json",
+             "*/recipe_search.json",
              "*/runs/*/result.json", "*/runs/*/gradient_statistics.csv")  # fmt: skip
 
 
 def archive(root: Path, dest: Path) -> list[Path]:
     """Copies the small files the report reads (no weights, no logs) from ``root`` into
-    ``dest`` with the same layout, so that ``--root dest`` reproduces the report."""
+    ``dest`` with the same layout, so that ``--root dest`` reproduces the report. Files of
+    ``dest`` that ``root`` no longer has (an unfinished warm start's progress once it has
+    finished) are removed: the archive must not report what the study does not."""
+    for pattern in RAW_FILES:
+        for stale in dest.glob(pattern):
+            if not (root / stale.relative_to(dest)).is_file():
+                stale.unlink()
     copied = []
     for pattern in RAW_FILES:
         for source in sorted(root.glob(pattern)):

@@ -91,6 +91,41 @@ def test_the_archive_reproduces_the_report(tmp_path):
     assert not list((out / "raw").rglob("weights.bin"))
 
 
+def test_the_archive_drops_a_file_the_study_no_longer_has(tmp_path):
+    root, raw = tmp_path / "runs", tmp_path / "raw"
+    (root / "countdown").mkdir(parents=True)
+    progress = root / "countdown" / "warmstart_progress.json"
+    progress.write_text(json.dumps({"sft_steps": 10, "parts": [{}]}))
+    report.archive(root, raw)
+    assert (raw / "countdown" / "warmstart_progress.json").is_file()
+    progress.unlink()  # the warm start finished
+    (root / "countdown" / "warmstart.json").write_text(json.dumps({"sft_steps": 20}))
+    (raw / "countdown" / "notes.txt").write_text("not the report's")
+    report.archive(root, raw)
+    assert not (raw / "countdown" / "warmstart_progress.json").exists()
+    assert (raw / "countdown" / "warmstart.json").is_file()
+    assert (raw / "countdown" / "notes.txt").is_file()  # only the report's files are managed
+
+
+def test_the_recipe_search_is_reported_under_the_warm_start(tmp_path):
+    from experiments.paper_claims.recipe_search import VARIANTS
+
+    root, out = tmp_path / "runs", tmp_path / "docs"
+    (root / "countdown").mkdir(parents=True)
+    recipes = {
+        "base": {"overrides": VARIANTS["base"], "params": 11.07e6, "sft_steps": 700,
+                 "seconds": 400.0, "history": [{"step": 700, "accuracy": 0.0}]},
+        "wide_b256": {"overrides": VARIANTS["wide_b256"], "params": 27.88e6, "sft_steps": 500,
+                      "seconds": 410.0, "history": [{"step": 250, "accuracy": 0.02},
+                                                    {"step": 500, "accuracy": 0.125}]},
+    }  # fmt: skip
+    (root / "countdown" / "recipe_search.json").write_text(json.dumps(recipes))
+    text = report.main(["--root", str(root), "--out", str(out)]).read_text()
+    assert "| base | 11.1M | 384 × 6 | 64 | 0.001 | 500000 | 700 | 400 | 0.0 |" in text
+    assert "| wide_b256 | 27.9M | 512 × 8 | 256 | 0.0005 | 500000 | 500 | 410 | 2.0, 12.5 |" in text
+    assert text.count("Warm-start recipes tried") == 1  # Sudoku has none
+
+
 def test_themachine_line_counts_the_machines_runs_recorded():
     from experiments.paper_claims.report import machine_line
 
