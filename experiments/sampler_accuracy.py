@@ -4,8 +4,9 @@
     python -m experiments.sampler_accuracy --num-test 256 --no-d1
     python -m experiments.sampler_accuracy --setup study-sudoku --num-test 128 --group-size 4
 
-For a Sudoku SFT warm start, on fixed held-out puzzles, every sampler mode (exact, prefix cache,
-dual cache, confidence threshold 0.9, dual cache + threshold 0.9) is measured the same way:
+For an SFT warm start, on fixed held-out prompts (Sudoku puzzles, Countdown problems), every
+sampler mode (exact, prefix cache, dual cache, confidence threshold 0.9, dual cache + threshold
+0.9) is measured the same way:
 
 - greedy cell accuracy (the task's accuracy) per puzzle, its mean and standard error, and the
   paired difference to the exact sampler with its paired standard error;
@@ -27,6 +28,9 @@ Setups (``--setup``, see :data:`SETUPS`):
   sampler of ``experiments/configs/paper_claims/sudoku_rl.yaml``: gen 32 / block 16 / steps 16,
   rollout temperature 0.9. Split: the study's test file (d1's test rows). Writes
   ``docs/sampler_accuracy_study.md``.
+- ``study-countdown``: the same for the study's Countdown warm start (28M parameters) and
+  ``experiments/configs/paper_claims/countdown_rl.yaml``. Writes
+  ``docs/sampler_accuracy_countdown.md``.
 """
 
 from __future__ import annotations
@@ -458,15 +462,16 @@ def render_doc(
         f"- Policy: {setup.policy}",
         f"- Sampler: gen_length {shape['gen_length']}, block_length {shape['block_length']}, "
         f"steps {shape['steps']}; greedy for accuracy, temperature {float(setup.temperature)} "
-        f"with G = {group_size} responses per puzzle (seed {seed}) for the reward.{source}",
+        f"with G = {group_size} responses per {setup.item} (seed {seed}) for the reward.{source}",
         "- Modes: exact (`cache='none'`), prefix (`cache='prefix'`), dual (`cache='dual'`), "
         "threshold0.9 (`threshold=0.9`), dual+threshold0.9; caches refreshed at each block start "
         "only.",
         "",
-        "Accuracy and reward are in points (percent of the empty cells); `±` is one standard "
-        "error. Δ columns are paired differences (mode − exact) over the same puzzles with the "
-        "paired standard error; the reward's unit is the per-puzzle mean of the G rollouts. "
-        "`dup. groups` is the fraction of puzzles whose G rollouts contain two identical "
+        f"Accuracy and reward are in points ({setup.accuracy_unit}); `±` is one standard "
+        f"error. Δ columns are paired differences (mode − exact) over the same {setup.item}s "
+        f"with the paired standard error; the reward's unit is the per-{setup.item} mean of the "
+        f"G rollouts. `dup. groups` is the fraction of {setup.item}s whose G rollouts contain "
+        "two identical "
         "responses. `forwards` counts calls of the transformers model (greedy and rollout batches "
         "together; a cached step counts as one forward though it runs fewer positions); "
         "`positions ratio` is the number of query positions run over exact's (a cached step "
@@ -504,7 +509,7 @@ def load_splits(
         ValueError: No split is left to measure (``use_d1`` off without a generated split).
     """
     data = PromptDataModule(
-        task="sudoku",
+        task=setup.task,
         task_kwargs=dict(setup.task_kwargs),
         num_train=20000,
         num_val=256,
@@ -521,13 +526,13 @@ def load_splits(
             "`experiments/configs/sudoku_bgpo.yaml`, so disjoint from the SFT training puzzles)."
         )
     if not use_d1:
-        notes.append("d1's Sudoku test split: skipped (--no-d1).")
+        notes.append(f"d1's {setup.task} test split: skipped (--no-d1).")
     elif setup.d1_test.is_file():
         d1 = data.task.load(str(setup.d1_test), limit=num_test)
         splits["d1 test"] = d1
         notes.append("`d1 test`: " + setup.d1_note.format(n=len(d1), path=setup.d1_test))
     elif setup.generated_test:
-        notes.append(f"d1's Sudoku test split: skipped, `{setup.d1_test}` not found.")
+        notes.append(f"d1's {setup.task} test split: skipped, `{setup.d1_test}` not found.")
     else:
         raise FileNotFoundError(f"no test split at {setup.d1_test}")
     if not splits:
@@ -551,8 +556,8 @@ def parser() -> argparse.ArgumentParser:
     )
     cli.add_argument("--temperature", type=float, help="rollout temperature (default: the setup's)")
     cli.add_argument("--d1-test", type=Path, help="d1 test rows (default: the setup's)")
-    cli.add_argument("--num-test", type=int, default=512, help="puzzles per split")
-    cli.add_argument("--group-size", type=int, default=8, help="rollouts per puzzle (G)")
+    cli.add_argument("--num-test", type=int, default=512, help="prompts per split")
+    cli.add_argument("--group-size", type=int, default=8, help="rollouts per prompt (G)")
     cli.add_argument("--seed", type=int, default=0)
     cli.add_argument("--no-d1", action="store_true", help="skip d1's test split")
     cli.add_argument("--threads", type=int, default=2, help="torch CPU threads")

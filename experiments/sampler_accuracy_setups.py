@@ -36,7 +36,7 @@ class Setup:
         warm_start: Hugging Face checkpoint directory of the policy.
         build_hint: How to build a missing warm start (the error message says it).
         policy: The report's policy line.
-        task_kwargs: ``sudoku`` task arguments (empty: d1's prompt and reward).
+        task_kwargs: Task arguments (empty: d1's prompt and reward).
         shape: ``gen_length``, ``block_length`` and ``steps`` of every mode's sampler.
         temperature: Rollout temperature (greedy accuracy always uses 0.0).
         generated_test: Whether to measure the embedded default's generated test split.
@@ -48,6 +48,9 @@ class Setup:
         tokenizer: Tokenizer directory; None: the warm start's own.
         dtype: ``PolicySpec.dtype`` to load the weights as; None keeps the checkpoint's.
         sampler_source: Where shape and temperature come from, for the report ("" for none).
+        task: The task's registry name.
+        item: What one prompt of the task is called in the report.
+        accuracy_unit: What the accuracy and reward points are a percent of.
     """
 
     name: str
@@ -65,6 +68,9 @@ class Setup:
     tokenizer: Path | None = None
     dtype: str | None = None
     sampler_source: str = ""
+    task: str = "sudoku"
+    item: str = "puzzle"
+    accuracy_unit: str = "percent of the empty cells"
 
 
 EMBEDDED_DEFAULT = Setup(
@@ -114,4 +120,34 @@ STUDY_SUDOKU = Setup(
 )
 """The small-scale study's warm start with the sampler of its RL config (issue 13)."""
 
-SETUPS: dict[str, Setup] = {s.name: s for s in (EMBEDDED_DEFAULT, STUDY_SUDOKU)}
+STUDY_COUNTDOWN = Setup(
+    name="study-countdown",
+    task="countdown",
+    item="problem",
+    accuracy_unit="percent of the problems solved; the reward is d1's: 1 solved, 0.1 formatted",
+    warm_start=warm_start_dir(STUDY_ROOT, "countdown"),
+    build_hint="run python -m experiments.paper_claims.prepare and "
+    "python -m experiments.paper_claims.warm_start --task countdown",
+    policy="the small-scale study's Countdown SFT warm start "
+    f"(`{warm_start_dir(STUDY_ROOT, 'countdown')}`: the 28M-parameter LLaDA-shaped model of "
+    "`experiments/configs/paper_claims/countdown_sft.yaml`, bfloat16 weights loaded as float32, "
+    f"BPE tokenizer `{tokenizer_dir(STUDY_ROOT)}`), d1's prompt and answer format and d1's "
+    "reward (the `countdown` task's defaults, as the study's RL config).",
+    tokenizer=tokenizer_dir(STUDY_ROOT),
+    dtype="float32",
+    task_kwargs={},
+    shape={"gen_length": 32, "block_length": 16, "steps": 16},
+    temperature=0.9,
+    sampler_source="Shape and rollout temperature are the rollout sampler of "
+    f"`{CONFIGS / 'countdown_rl.yaml'}`.",
+    generated_test=False,
+    d1_test=data_dir(STUDY_ROOT, "countdown") / "test.jsonl",
+    d1_note="the first {n} rows of `{path}`, the small-scale study's test split (d1's "
+    "Countdown test set), with d1's prompt; neither the SFT (train and val files) nor the "
+    "study's model selection uses them.",
+    doc=Path("docs/sampler_accuracy_countdown.md"),
+    csv_dir=Path("docs/sampler_accuracy_countdown"),
+)
+"""The small-scale study's Countdown warm start with the sampler of its RL config."""
+
+SETUPS: dict[str, Setup] = {s.name: s for s in (EMBEDDED_DEFAULT, STUDY_SUDOKU, STUDY_COUNTDOWN)}

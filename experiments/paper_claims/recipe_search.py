@@ -167,10 +167,11 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.variants:
         root = variant_root(args.task, name, RECIPES_ROOT)
         log = log_file(root).open("a")
-        running.append(subprocess.Popen(command(args.task, name, args.budget_s, root),
-                                        stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
-    for process in running:
+        running.append((subprocess.Popen(command(args.task, name, args.budget_s, root),
+                                         stdout=log, stderr=subprocess.STDOUT), log))  # fmt: skip
+    for process, log in running:
         process.wait()
+        log.close()
     found = summarize(args.task, RECIPES_ROOT)
     (args.out / f"recipes_{args.task}.json").write_text(json.dumps(found, indent=1))
     for name, r in found.items():

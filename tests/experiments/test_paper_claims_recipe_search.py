@@ -116,7 +116,6 @@ def test_main_trains_every_variant_at_once_and_writes_one_file(tmp_path, monkeyp
             root = Path(args[args.index("--root") + 1])
             _progress(root, [(7, 0.0)])
             started.append(root.name)
-            stdout.close()
 
         def wait(self):
             return 0

@@ -32,6 +32,7 @@ from experiments.sampler_accuracy_setups import (
     EMBEDDED_DEFAULT,
     SETUPS,
     SHAPE,
+    STUDY_COUNTDOWN,
     STUDY_SUDOKU,
     TASK_KWARGS,
 )
@@ -101,7 +102,7 @@ def test_counters():
 
 
 def test_setup_option_selects_the_setup_and_defaults_to_the_embedded_one():
-    assert set(SETUPS) == {"embedded-default", "study-sudoku"}
+    assert set(SETUPS) == {"embedded-default", "study-sudoku", "study-countdown"}
     assert chosen_setup(parser().parse_args([])) == (EMBEDDED_DEFAULT, [])
     assert chosen_setup(parser().parse_args(["--setup", "study-sudoku"])) == (STUDY_SUDOKU, [])
     with pytest.raises(SystemExit):
@@ -167,6 +168,21 @@ def test_study_splits_are_the_d1_test_file_only(tmp_path):
         load_splits(3, 0, True, replace(setup, d1_test=tmp_path / "missing.jsonl"))
     with pytest.raises(ValueError, match="no split"):
         load_splits(3, 0, False, setup)
+
+
+def test_the_countdown_setup_loads_countdown_problems_and_names_them(tmp_path, rows):
+    path = tmp_path / "test.jsonl"
+    problems = [{"numbers": [44, 19, 35], "target": 98}, {"numbers": [3, 5, 2], "target": 13}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in problems))
+    setup = replace(STUDY_COUNTDOWN, d1_test=path)
+    splits, task, notes = load_splits(5, 0, True, setup)
+    assert task.name == "countdown" and task.reward_mode == "d1"
+    assert [e.meta["target"] for e in splits["d1 test"]] == [98, 13]
+    assert "[44, 19, 35]" in splits["d1 test"][0].prompt
+    doc = render_doc(rows, "cmd", notes, GROUP, 0, 1.0, setup)
+    assert "responses per problem (seed 0)" in doc and "puzzle" not in doc
+    assert "percent of the problems solved" in doc
+    assert "countdown_rl.yaml" in doc and str(setup.csv_dir / "results.csv") in doc
 
 
 # ---- the study setup end to end on a tiny model ----------------------------------------------
