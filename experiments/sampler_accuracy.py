@@ -94,13 +94,63 @@ class Mode:
         )
 
 
-MODES: tuple[Mode, ...] = (
-    Mode("exact"),
-    Mode("prefix", cache="prefix"),
-    Mode("dual", cache="dual"),
-    Mode("threshold0.9", threshold=0.9),
-    Mode("dual+threshold0.9", cache="dual", threshold=0.9),
-)
+def parse_mode(spec: str) -> Mode:
+    """A mode from its name: ``exact``, or ``+``-joined parts ``prefix`` / ``dual`` (the cache),
+    ``threshold<tau>`` and ``refresh<k>`` (rerun the full sequence every k steps), e.g.
+    ``dual+refresh4`` or ``prefix+threshold0.95``.
+
+    Raises:
+        ValueError: An unknown or repeated part, or a refresh without a cache.
+    """
+    if spec == "exact":
+        return Mode("exact")
+    settings: dict = {}
+    for part in spec.split("+"):
+        if part in ("prefix", "dual"):
+            key, value = "cache", part
+        elif part.startswith("threshold") and _is_number(part[9:]):
+            key, value = "threshold", float(part[9:])
+        elif part.startswith("refresh") and part[7:].isdigit() and int(part[7:]) > 0:
+            key, value = "cache_refresh_steps", int(part[7:])
+        else:
+            raise ValueError(f"mode {spec!r}: unknown part {part!r}")
+        if key in settings:
+            raise ValueError(f"mode {spec!r}: {part!r} repeats a setting")
+        settings[key] = value
+    if "cache_refresh_steps" in settings and "cache" not in settings:
+        raise ValueError(f"mode {spec!r}: a refresh needs a cache (prefix or dual)")
+    return Mode(spec, **settings)
+
+
+def describe_modes(rows: Sequence[Row]) -> str:
+    """Each measured mode with the sampler settings its name stands for (a name that
+    :func:`parse_mode` does not read, given to ``run_check`` directly, stands alone)."""
+    described = []
+    for name in dict.fromkeys(r.mode for r in rows):
+        try:
+            mode = parse_mode(name)
+        except ValueError:
+            described.append(name)
+            continue
+        settings = [f"cache={mode.cache!r}"]
+        if mode.threshold is not None:
+            settings.append(f"threshold={mode.threshold}")
+        if mode.cache_refresh_steps is not None:
+            settings.append(f"cache_refresh_steps={mode.cache_refresh_steps}")
+        described.append(f"{name} (`{', '.join(settings)}`)")
+    return ", ".join(described)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+MODE_NAMES = ("exact", "prefix", "dual", "threshold0.9", "dual+threshold0.9")
+MODES: tuple[Mode, ...] = tuple(parse_mode(name) for name in MODE_NAMES)
 
 
 @dataclass
@@ -463,9 +513,8 @@ def render_doc(
         f"- Sampler: gen_length {shape['gen_length']}, block_length {shape['block_length']}, "
         f"steps {shape['steps']}; greedy for accuracy, temperature {float(setup.temperature)} "
         f"with G = {group_size} responses per {setup.item} (seed {seed}) for the reward.{source}",
-        "- Modes: exact (`cache='none'`), prefix (`cache='prefix'`), dual (`cache='dual'`), "
-        "threshold0.9 (`threshold=0.9`), dual+threshold0.9; caches refreshed at each block start "
-        "only.",
+        f"- Modes: {describe_modes(rows)}; caches refreshed at each block start, and every "
+        "`cache_refresh_steps` steps where a mode sets it.",
         "",
         f"Accuracy and reward are in points ({setup.accuracy_unit}); `±` is one standard "
         f"error. Δ columns are paired differences (mode − exact) over the same {setup.item}s "
@@ -560,6 +609,13 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--group-size", type=int, default=8, help="rollouts per prompt (G)")
     cli.add_argument("--seed", type=int, default=0)
     cli.add_argument("--no-d1", action="store_true", help="skip d1's test split")
+    cli.add_argument(
+        "--modes",
+        nargs="+",
+        default=list(MODE_NAMES),
+        help="modes to measure, e.g. dual+refresh4 prefix+threshold0.95 (exact is always run, "
+        "first: the others are compared with it)",
+    )
     cli.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     cli.add_argument("--doc", type=Path, help="Markdown report (default: the setup's)")
     cli.add_argument("--csv-dir", type=Path, help="folder of results.csv (default: the setup's)")
@@ -598,7 +654,12 @@ def chosen_setup(args: argparse.Namespace) -> tuple[Setup, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the check and writes the Markdown report and the CSV."""
-    args = parser().parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
+    try:
+        modes = [parse_mode(m) for m in dict.fromkeys(["exact", *args.modes])]
+    except ValueError as error:
+        cli.error(str(error))
     setup, override_notes = chosen_setup(args)
     torch.set_num_threads(args.threads)
     if not (setup.warm_start / "model.safetensors").is_file():
@@ -623,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         module,
         task,
         splits,
-        MODES,
+        modes,
         args.group_size,
         args.seed,
         shape=setup.shape,

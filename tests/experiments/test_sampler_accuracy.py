@@ -20,9 +20,11 @@ from experiments.sampler_accuracy import (
     Mode,
     chosen_setup,
     count_forwards,
+    describe_modes,
     has_duplicate,
     load_splits,
     main,
+    parse_mode,
     parser,
     render_doc,
     run_check,
@@ -96,6 +98,43 @@ def test_counters():
     assert counter == [2, 27]
     assert has_duplicate(torch.tensor([[1, 2], [3, 4], [1, 2]]))
     assert not has_duplicate(torch.tensor([[1, 2], [2, 1]]))
+
+
+# ---- modes ----------------------------------------------------------------------------------
+
+
+def test_mode_names_spell_out_their_sampler_settings():
+    assert parse_mode("exact") == Mode("exact")
+    assert parse_mode("dual+refresh4") == Mode("dual+refresh4", cache="dual", cache_refresh_steps=4)
+    assert parse_mode("prefix+threshold0.95") == Mode(
+        "prefix+threshold0.95", cache="prefix", threshold=0.95
+    )
+    assert [m.name for m in MODES] == ["exact", "prefix", "dual", "threshold0.9",
+                                       "dual+threshold0.9"]  # fmt: skip
+    assert MODES[4] == Mode("dual+threshold0.9", cache="dual", threshold=0.9)
+    sampler = parse_mode("dual+refresh4").sampler({"gen_length": 8, "block_length": 8,
+                                                   "steps": 8}, 1.0)  # fmt: skip
+    assert (sampler.cache, sampler.cache_refresh_steps) == ("dual", 4)
+    for bad, why in (("refresh4", "needs a cache"), ("dual+prefix", "repeats"),
+                     ("dual+fast", "unknown part"), ("thresholdx", "unknown part"),
+                     ("dual+refresh0", "unknown part")):  # fmt: skip
+        with pytest.raises(ValueError, match=why):
+            parse_mode(bad)
+
+
+def test_an_unknown_mode_option_is_a_one_line_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        main(["--modes", "dual+fast"])
+    assert "mode 'dual+fast': unknown part 'fast'" in capsys.readouterr().err
+
+
+def test_the_report_describes_the_modes_it_measured(rows):
+    named = [replace(rows[0], mode=m) for m in ("exact", "dual+threshold0.9", "prefix+refresh2")]
+    assert describe_modes(named) == (
+        "exact (`cache='none'`), dual+threshold0.9 (`cache='dual', threshold=0.9`), "
+        "prefix+refresh2 (`cache='prefix', cache_refresh_steps=2`)"
+    )
+    assert describe_modes(rows) == "exact (`cache='none'`), prefix-refresh1"  # a free name
 
 
 # ---- setups ---------------------------------------------------------------------------------
