@@ -93,61 +93,48 @@ EMBEDDED_DEFAULT = Setup(
 )
 """The embedded default's tiny warm start, as ``experiments/configs/sudoku_bgpo.yaml``."""
 
-STUDY_CONFIG = CONFIGS / "sudoku_rl.yaml"
-STUDY_SUDOKU = Setup(
-    name="study-sudoku",
-    warm_start=warm_start_dir(STUDY_ROOT, "sudoku"),
-    build_hint="run python -m experiments.paper_claims.prepare and "
-    "python -m experiments.paper_claims.warm_start --task sudoku",
-    policy="the small-scale study's Sudoku SFT warm start "
-    f"(`{warm_start_dir(STUDY_ROOT, 'sudoku')}`: the 11M-parameter LLaDA-shaped model of "
-    "`experiments/configs/paper_claims/sudoku_sft.yaml`, bfloat16 weights loaded as float32, "
-    f"BPE tokenizer `{tokenizer_dir(STUDY_ROOT)}`), d1's prompt and answer format and d1's "
-    "reward (the `sudoku` task's defaults, as the study's RL config).",
-    tokenizer=tokenizer_dir(STUDY_ROOT),
-    dtype="float32",
-    task_kwargs={},
-    shape={"gen_length": 32, "block_length": 16, "steps": 16},
-    temperature=0.9,
-    sampler_source=f"Shape and rollout temperature are the rollout sampler of `{STUDY_CONFIG}`.",
-    generated_test=False,
-    d1_test=data_dir(STUDY_ROOT, "sudoku") / "test.jsonl",
-    d1_note="the first {n} rows of `{path}`, the small-scale study's test split (d1's "
-    "4x4_test_sudoku.csv), with d1's prompt; neither the SFT (train and val files) nor the "
-    "study's model selection uses them.",
-    doc=Path("docs/sampler_accuracy_study.md"),
-    csv_dir=Path("docs/sampler_accuracy_study"),
-)
-"""The small-scale study's warm start with the sampler of its RL config (issue 13)."""
 
-STUDY_COUNTDOWN = Setup(
-    name="study-countdown",
-    task="countdown",
+def study_setup(task: str, size: str, d1_file: str, doc: str, **fields: Any) -> Setup:
+    """The small-scale study's warm start of ``task`` (issue 13) with d1's prompt and reward
+    and the rollout sampler of its RL config (``<task>_rl.yaml``)."""
+    warm_start = warm_start_dir(STUDY_ROOT, task)
+    return Setup(
+        name=f"study-{task}",
+        task=task,
+        warm_start=warm_start,
+        build_hint="run python -m experiments.paper_claims.prepare and "
+        f"python -m experiments.paper_claims.warm_start --task {task}",
+        policy=f"the small-scale study's {task.capitalize()} SFT warm start (`{warm_start}`: "
+        f"the {size}-parameter LLaDA-shaped model of "
+        f"`{CONFIGS / f'{task}_sft.yaml'}`, bfloat16 weights loaded as float32, BPE tokenizer "
+        f"`{tokenizer_dir(STUDY_ROOT)}`), d1's prompt and answer format and d1's reward (the "
+        f"`{task}` task's defaults, as the study's RL config).",
+        tokenizer=tokenizer_dir(STUDY_ROOT),
+        dtype="float32",
+        task_kwargs={},
+        shape={"gen_length": 32, "block_length": 16, "steps": 16},
+        temperature=0.9,
+        sampler_source="Shape and rollout temperature are the rollout sampler of "
+        f"`{CONFIGS / f'{task}_rl.yaml'}`.",
+        generated_test=False,
+        d1_test=data_dir(STUDY_ROOT, task) / "test.jsonl",
+        d1_note="the first {n} rows of `{path}`, the small-scale study's test split "
+        f"({d1_file}), with d1's prompt; neither the SFT (train and val files) nor the "
+        "study's model selection uses them.",
+        doc=Path(f"docs/{doc}.md"),
+        csv_dir=Path(f"docs/{doc}"),
+        **fields,
+    )
+
+
+STUDY_SUDOKU = study_setup("sudoku", "11M", "d1's 4x4_test_sudoku.csv", "sampler_accuracy_study")
+STUDY_COUNTDOWN = study_setup(
+    "countdown",
+    "28M",
+    "d1's Countdown test set",
+    "sampler_accuracy_countdown",
     item="problem",
     accuracy_unit="percent of the problems solved; the reward is d1's: 1 solved, 0.1 formatted",
-    warm_start=warm_start_dir(STUDY_ROOT, "countdown"),
-    build_hint="run python -m experiments.paper_claims.prepare and "
-    "python -m experiments.paper_claims.warm_start --task countdown",
-    policy="the small-scale study's Countdown SFT warm start "
-    f"(`{warm_start_dir(STUDY_ROOT, 'countdown')}`: the 28M-parameter LLaDA-shaped model of "
-    "`experiments/configs/paper_claims/countdown_sft.yaml`, bfloat16 weights loaded as float32, "
-    f"BPE tokenizer `{tokenizer_dir(STUDY_ROOT)}`), d1's prompt and answer format and d1's "
-    "reward (the `countdown` task's defaults, as the study's RL config).",
-    tokenizer=tokenizer_dir(STUDY_ROOT),
-    dtype="float32",
-    task_kwargs={},
-    shape={"gen_length": 32, "block_length": 16, "steps": 16},
-    temperature=0.9,
-    sampler_source="Shape and rollout temperature are the rollout sampler of "
-    f"`{CONFIGS / 'countdown_rl.yaml'}`.",
-    generated_test=False,
-    d1_test=data_dir(STUDY_ROOT, "countdown") / "test.jsonl",
-    d1_note="the first {n} rows of `{path}`, the small-scale study's test split (d1's "
-    "Countdown test set), with d1's prompt; neither the SFT (train and val files) nor the "
-    "study's model selection uses them.",
-    doc=Path("docs/sampler_accuracy_countdown.md"),
-    csv_dir=Path("docs/sampler_accuracy_countdown"),
 )
-"""The small-scale study's Countdown warm start with the sampler of its RL config."""
 
 SETUPS: dict[str, Setup] = {s.name: s for s in (EMBEDDED_DEFAULT, STUDY_SUDOKU, STUDY_COUNTDOWN)}
