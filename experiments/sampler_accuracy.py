@@ -108,7 +108,7 @@ def parse_mode(spec: str) -> Mode:
     for part in spec.split("+"):
         if part in ("prefix", "dual"):
             key, value = "cache", part
-        elif part.startswith("threshold") and _is_number(part[9:]):
+        elif part.startswith("threshold") and _is_positive_number(part[9:]):
             key, value = "threshold", float(part[9:])
         elif part.startswith("refresh") and part[7:].isdigit() and int(part[7:]) > 0:
             key, value = "cache_refresh_steps", int(part[7:])
@@ -141,12 +141,12 @@ def describe_modes(rows: Sequence[Row]) -> str:
     return ", ".join(described)
 
 
-def _is_number(text: str) -> bool:
+def _is_positive_number(text: str) -> bool:
     try:
-        float(text)
+        value = float(text)
     except ValueError:
         return False
-    return True
+    return math.isfinite(value) and value > 0
 
 
 MODE_NAMES = ("exact", "prefix", "dual", "threshold0.9", "dual+threshold0.9")

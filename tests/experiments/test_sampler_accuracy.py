@@ -117,6 +117,7 @@ def test_mode_names_spell_out_their_sampler_settings():
     assert (sampler.cache, sampler.cache_refresh_steps) == ("dual", 4)
     for bad, why in (("refresh4", "needs a cache"), ("dual+prefix", "repeats"),
                      ("dual+fast", "unknown part"), ("thresholdx", "unknown part"),
+                     ("thresholdnan", "unknown part"), ("threshold-1", "unknown part"),
                      ("dual+refresh0", "unknown part")):  # fmt: skip
         with pytest.raises(ValueError, match=why):
             parse_mode(bad)
