@@ -90,22 +90,27 @@ def parts_history(summary: dict) -> list[dict]:
     return history
 
 
-def validation_history(root: Path, task: str) -> list[dict]:
-    """``val/accuracy`` at every check of every part, with steps counted over all parts."""
+def validation_history(root: Path, task: str, part_steps: list[int] | None = None) -> list[dict]:
+    """``val/accuracy`` at every check of every part, with steps counted over all parts: each
+    part starts after the steps of those before it (``part_steps``, one per logged part, else
+    the last step each logged)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    history, offset = [], 0
+    logged = []
     versions = sorted(
         (root / task / "warmstart_sft").glob("version_*"), key=lambda p: int(p.name[8:])
     )
     for version in versions:
         events = EventAccumulator(str(version), size_guidance={"scalars": 0})
         events.Reload()
-        if "val/accuracy" not in events.Tags()["scalars"]:
-            continue
-        points = events.Scalars("val/accuracy")
+        if "val/accuracy" in events.Tags()["scalars"]:
+            logged.append(events.Scalars("val/accuracy"))
+    if part_steps is None or len(part_steps) != len(logged):
+        part_steps = [max(p.step for p in points) for points in logged]
+    history, offset = [], 0
+    for points, steps in zip(logged, part_steps, strict=True):
         history += [{"step": offset + p.step, "accuracy": p.value} for p in points]
-        offset += max(p.step for p in points)
+        offset += steps
     return history
 
 
@@ -117,7 +122,8 @@ def summarize(task: str, recipes_root: Path = RECIPES_ROOT) -> dict:
         if not record.is_file():
             continue
         summary = json.loads(record.read_text())
-        history = validation_history(root, task) or parts_history(summary)
+        steps = [part["steps"] for part in summary.get("parts", [])]
+        history = validation_history(root, task, steps) or parts_history(summary)
         found[root.name] = {
             "overrides": VARIANTS.get(root.name),
             "params": summary.get("params"),

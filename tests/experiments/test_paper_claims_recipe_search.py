@@ -66,7 +66,7 @@ def test_the_command_continues_the_variant_in_its_own_root(tmp_path):
 def test_history_counts_steps_over_parts_from_the_logs_or_else_the_parts(tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 
-    root = tmp_path / "wide"
+    root = tmp_path / "countdown" / "wide"  # a variant's root under a recipes root
     _progress(root, [(300, 0.02), (200, 0.125)], done=True)
     logs = root / "countdown" / "warmstart_sft"
     for version, points in ((0, [(250, 0.01), (300, 0.02)]), (1, [(200, 0.125)])):
@@ -78,6 +78,13 @@ def test_history_counts_steps_over_parts_from_the_logs_or_else_the_parts(tmp_pat
     assert [(h["step"], round(h["accuracy"], 3)) for h in history] == [
         (250, 0.01), (300, 0.02), (500, 0.125),
     ]  # fmt: skip
+    # The parts' own step counts place later parts (a part's last check may log its last
+    # step minus one); a count that does not match the logged parts is not used.
+    with_parts = recipe_search.validation_history(root, "countdown", [301, 200])
+    assert [h["step"] for h in with_parts] == [250, 300, 501]
+    assert recipe_search.validation_history(root, "countdown", [301]) == history
+    found = recipe_search.summarize("countdown", tmp_path)
+    assert [h["step"] for h in found["wide"]["history"]] == [250, 300, 500]
     summary = json.loads((root / "countdown" / "warmstart.json").read_text())
     assert recipe_search.parts_history(summary) == [
         {"step": 300, "accuracy": 0.02}, {"step": 500, "accuracy": 0.125},
