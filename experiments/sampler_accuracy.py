@@ -55,6 +55,7 @@ from bgpo_lightning.modules import DiffusionRLModule
 from bgpo_lightning.policy import decode_responses
 from bgpo_lightning.tasks import Example, Task
 from bgpo_lightning.tasks.datamodule import PromptDataModule
+from experiments.gpu_benchmark.modes import parse_mode as parse_rollout_mode
 from experiments.paired import paired_difference
 from experiments.sampler_accuracy_setups import (
     EMBEDDED_DEFAULT,
@@ -76,12 +77,14 @@ class Mode:
         cache: ``SamplerConfig.cache``.
         threshold: ``SamplerConfig.threshold``.
         cache_refresh_steps: ``SamplerConfig.cache_refresh_steps``.
+        precision: ``SamplerConfig.precision``.
     """
 
     name: str
     cache: str = "none"
     threshold: float | None = None
     cache_refresh_steps: int | None = None
+    precision: str = "float64"
 
     def sampler(self, shape: Mapping[str, int], temperature: float) -> SamplerConfig:
         """The sampler of this mode at ``shape`` (``gen_length``, ``block_length``, ``steps``)."""
@@ -91,35 +94,29 @@ class Mode:
             cache=self.cache,
             threshold=self.threshold,
             cache_refresh_steps=self.cache_refresh_steps,
+            precision=self.precision,
         )
 
 
 def parse_mode(spec: str) -> Mode:
-    """A mode from its name: ``exact``, or ``+``-joined parts ``prefix`` / ``dual`` (the cache),
-    ``threshold<tau>`` and ``refresh<k>`` (rerun the full sequence every k steps), e.g.
-    ``dual+refresh4`` or ``prefix+threshold0.95``.
+    """A mode from its name, as ``experiments.gpu_benchmark`` names them: ``exact``, or
+    ``+``-joined parts ``prefix`` / ``dual``, ``threshold<tau>``, ``refresh<k>`` and ``f32``,
+    e.g. ``dual+refresh4``. ``graph`` is refused: it replays the dual cache's step as a CUDA
+    graph, which gives the dual cache's tokens.
 
     Raises:
-        ValueError: An unknown or repeated part, or a refresh without a cache.
+        ValueError: A malformed name, or ``graph``.
     """
-    if spec == "exact":
-        return Mode("exact")
-    settings: dict = {}
-    for part in spec.split("+"):
-        if part in ("prefix", "dual"):
-            key, value = "cache", part
-        elif part.startswith("threshold") and _is_positive_number(part[9:]):
-            key, value = "threshold", float(part[9:])
-        elif part.startswith("refresh") and part[7:].isdigit() and int(part[7:]) > 0:
-            key, value = "cache_refresh_steps", int(part[7:])
-        else:
-            raise ValueError(f"mode {spec!r}: unknown part {part!r}")
-        if key in settings:
-            raise ValueError(f"mode {spec!r}: {part!r} repeats a setting")
-        settings[key] = value
-    if "cache_refresh_steps" in settings and "cache" not in settings:
-        raise ValueError(f"mode {spec!r}: a refresh needs a cache (prefix or dual)")
-    return Mode(spec, **settings)
+    rollout_mode = parse_rollout_mode(spec)
+    if rollout_mode.cuda_graph:
+        raise ValueError(f"mode {spec!r}: graph gives the tokens of dual; measure dual")
+    return Mode(
+        spec,
+        cache=rollout_mode.cache,
+        threshold=rollout_mode.threshold,
+        cache_refresh_steps=rollout_mode.refresh_steps,
+        precision=rollout_mode.precision,
+    )
 
 
 def describe_modes(rows: Sequence[Row]) -> str:
@@ -137,16 +134,10 @@ def describe_modes(rows: Sequence[Row]) -> str:
             settings.append(f"threshold={mode.threshold}")
         if mode.cache_refresh_steps is not None:
             settings.append(f"cache_refresh_steps={mode.cache_refresh_steps}")
+        if mode.precision != "float64":
+            settings.append(f"precision={mode.precision!r}")
         described.append(f"{name} (`{', '.join(settings)}`)")
     return ", ".join(described)
-
-
-def _is_positive_number(text: str) -> bool:
-    try:
-        value = float(text)
-    except ValueError:
-        return False
-    return math.isfinite(value) and value > 0
 
 
 MODE_NAMES = ("exact", "prefix", "dual", "threshold0.9", "dual+threshold0.9")
