@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -151,8 +152,13 @@ def markdown_table(rows: Sequence[dict]) -> str:
         lines.append(
             f"| {row['label']} | {lr} | {row['n']} | "
             f"{pct_pm(row['final_mean'], row['final_std'])} | "
-            f"{pct_pm(row['best_mean'], row['best_std'])} | {_num(row['peak_gib'], 2)} | "
-            f"{step} | {row['missing']} |"
+            f"{pct_pm(row['best_mean'], row['best_std'])} | {_num(row['peak_gib'], 2)}"
+            f"{'*' if row.get('grad_stats') else ''} | {step} | {row['missing']} |"
+        )
+    if any(row.get("grad_stats") for row in rows):
+        lines.append(
+            "\n\\* These runs also ran the gradient-statistics callback, whose own memory "
+            "counts in their peak (claim 4 compares runs without it)."
         )
     return "\n".join(lines) + "\n"
 
@@ -177,6 +183,23 @@ def finished_runs_table(runs: Sequence[dict]) -> str:
             f"{_num(run.get('step_s'), 2)} | {_num(run.get('peak_memory_gib'), 2)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def sweep_edge_line(chosen: dict[str, float], task: str) -> str | None:
+    """Which methods chose the grid's smallest or largest lr: for them the sweep does not
+    bracket the best lr (None when every choice is inside the grid)."""
+    grid = sorted(plan.LEARNING_RATES)
+    keys = [m.key for m in plan.methods_for(task) if m.key in chosen]
+    sentences = []
+    for edge, word, beyond in ((grid[0], "smallest", "smaller"), (grid[-1], "largest", "larger")):
+        at = [method_label(k) for k in keys if math.isclose(chosen[k], edge)]
+        if at:
+            sentences.append(
+                f"The chosen lr is the grid's {word} ({edge:g}) for {len(at)} of {len(keys)} "
+                f"methods ({'; '.join(at)}): the sweep does not bracket their best lr, and a "
+                f"{beyond} one might do better."
+            )
+    return " ".join(sentences) or None
 
 
 def task_section(
@@ -222,6 +245,9 @@ def task_section(
         "",
         markdown_table(rows),
     ]
+    edge = sweep_edge_line(chosen, task)
+    if edge:
+        parts += [edge, ""]
     if missing and runs:
         parts += [
             "The study is not complete: a method's learning rate is chosen only once its "

@@ -292,7 +292,8 @@ def method_table(
     runs behind the choice), ``n``, ``final_mean``/``final_std`` and ``best_mean``/``best_std``
     (test accuracy as fractions; std None for n < 2), ``warm_test`` (mean batch-0 test),
     ``peak_gib``, ``step_s``, ``rollout_s``, ``likelihood_s`` (means, None when absent),
-    ``missing`` (planned runs without an ok result).
+    ``grad_stats`` (whether any of those runs ran the gradient-statistics callback, whose
+    buffers count in its peak), ``missing`` (planned runs without an ok result).
     """
     task = task or next((r.get("task") for r in runs if r.get("task")), None)
     missing: dict[str, int] = {}  # planned misses per method (errored extras: listed only)
@@ -330,6 +331,7 @@ def method_table(
                 "step_s": mean_or_none([r.get("step_s") for r in at]),
                 "rollout_s": mean_or_none([r.get("rollout_s") for r in at]),
                 "likelihood_s": mean_or_none([r.get("likelihood_s") for r in at]),
+                "grad_stats": any(r.get("grad_stats_csv") for r in at),
                 "missing": missing.get(key, 0),
             }
         )

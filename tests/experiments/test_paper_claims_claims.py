@@ -122,7 +122,8 @@ def test_claim_3_without_statistics_is_inconclusive(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("peak_16", "verdict"), [(2.1, claims.HOLDS), (3.0, claims.FAILS), (None, claims.INCONCLUSIVE)]
+    ("peak_16", "verdict"),
+    [(2.1, claims.HOLDS), (3.0, claims.FAILS), (None, claims.HOLDS)],  # None: the probe's 2.1
 )
 def test_claim_4_verdicts(tmp_path, peak_16, verdict):
     seeds_of(tmp_path, "sudoku", "bgpo_nt1", [0.3, 0.3], peak=2.0, step=1.0)
@@ -135,6 +136,8 @@ def test_claim_4_verdicts(tmp_path, peak_16, verdict):
         assert f"{peak_16 / 2.0:.2f}× that at n_t = 1" in sentence
         assert "1.50× the time per rollout batch" in sentence
         assert "not a small cost" not in sentence
+    else:
+        assert "1.05× that at n_t = 1 (2.10 vs 2.00 GiB; n_t = 16: the probe's run" in sentence
 
 
 def test_claim_4_says_when_the_time_is_not_a_small_cost(tmp_path):
@@ -170,3 +173,35 @@ def test_claim_5_verdicts(tmp_path, finals, warm, verdict):
         assert ("a large gain from RL" in sentence) == (verdict == claims.HOLDS)
         top = "BGPO, n_t = 16" if statistics.fmean(finals) > 0.21 else "diffu-GRPO"
         assert f"the best method, {top}, ends at" in sentence
+
+
+def test_claim_1_says_when_every_run_compared_loses_from_the_warm_start(tmp_path):
+    for key, finals in (("bgpo_nt16", [0.22, 0.23]), ("diffu_grpo", [0.25, 0.26])):
+        seeds_of(tmp_path, "countdown", key, finals, warm=(0.16, 0.29))
+    seeds_of(tmp_path, "countdown", "vrpo_ol", [0.20, 0.21], warm=(0.16, 0.29))
+    _, sentence = claims.claim_beats_baselines(*loaded(tmp_path, "countdown"))
+    assert "all 6 of these runs end below their warm start's test accuracy (29.0%)" in sentence
+    write_run(tmp_path, "countdown", "vrpo_ol", LR_MID, 2, final_test=0.30, warm=(0.16, 0.29))
+    _, sentence = claims.claim_beats_baselines(*loaded(tmp_path, "countdown"))
+    assert "end below" not in sentence  # one run gained
+
+
+def test_claim_4_leaves_out_the_gradient_statistics_runs_and_uses_the_probe(tmp_path):
+    seeds_of(tmp_path, "sudoku", "bgpo_nt1", [0.3, 0.3], peak=2.0, step=1.0)
+    seeds_of(tmp_path, "sudoku", "bgpo_nt16", [0.3, 0.3], peak=2.6, step=1.5,
+             grad_stats_csv="gradient_statistics.csv")  # fmt: skip
+    probe = {"bgpo_nt16_peak_gib": 2.04}
+    got, sentence = claims.claim_memory_flat(loaded(tmp_path)[0], probe, None)
+    assert got == claims.HOLDS  # 2.04 / 2.0, where the callback's runs would give 1.30
+    assert "1.02× that at n_t = 1 (2.04 vs 2.00 GiB; n_t = 16: the probe's run" in sentence
+    assert "callback peak at 2.60 GiB (mean over 2 runs)" in sentence
+    # without the probe, no n_t = 16 run without the callback is left to compare
+    assert claims.claim_memory_flat(loaded(tmp_path)[0], None, None)[0] == claims.INCONCLUSIVE
+
+
+def test_claim_4_that_fails_on_memory_does_not_say_the_memory_part_holds(tmp_path):
+    seeds_of(tmp_path, "sudoku", "bgpo_nt1", [0.3, 0.3], peak=2.0, step=1.0)
+    seeds_of(tmp_path, "sudoku", "bgpo_nt16", [0.3, 0.3], peak=3.0, step=4.5)
+    got, sentence = claims.claim_memory_flat(loaded(tmp_path)[0], None, None)
+    assert got == claims.FAILS
+    assert "memory part holds" not in sentence and "not a small cost" in sentence

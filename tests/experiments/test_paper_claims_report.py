@@ -150,3 +150,20 @@ def test_an_unfinished_warm_start_is_reported_with_its_progress(tmp_path):
     assert "Warm start: unfinished after 2894 SFT steps in 2 time-limited parts" in text
     assert "gave 0.0% against the threshold of 10.0%" in text
     assert "Warm start: missing (no warmstart.json)." in text  # sudoku has neither file
+
+
+def test_the_sweep_edge_line_names_the_methods_whose_choice_is_at_the_grids_edge():
+    low, mid, high = sorted(plan.LEARNING_RATES)
+    assert report.sweep_edge_line({"bgpo_nt16": mid, "gdpo": mid}, "sudoku") is None
+    line = report.sweep_edge_line({"bgpo_nt16": low, "gdpo": high, "wd1": mid}, "sudoku")
+    assert f"grid's smallest ({low:g}) for 1 of 3 methods (BGPO, n_t = 16)" in line
+    assert f"grid's largest ({high:g}) for 1 of 3 methods (GDPO)" in line
+
+
+def test_the_table_marks_the_peaks_that_include_the_gradient_statistics_callback(tmp_path):
+    write_run(tmp_path, "sudoku", "bgpo_nt16", LR_MID, 0, peak=2.5, grad_stats_csv="g.csv")
+    write_run(tmp_path, "sudoku", "gdpo", LR_MID, 0, peak=2.0)
+    runs = results.load_runs(tmp_path, "sudoku")
+    table = report.markdown_table(results.method_table(runs, results.chosen_learning_rates(runs)))
+    assert "| 2.50* |" in table and "| 2.00 |" in table
+    assert "gradient-statistics callback, whose own memory counts in their peak" in table
