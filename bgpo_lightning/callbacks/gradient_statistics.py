@@ -182,12 +182,15 @@ class GradientStatistics(L.Callback):
             step=step,
             estimator=self.estimator,
         )
+        peak = release_peak_memory(pl_module.device)
         if trainer.is_global_zero:
-            self._report(trainer, self.last_rows, step)
+            self._report(trainer, self.last_rows, step, peak)
 
     # ---- reporting -----------------------------------------------------------------------------
-    def _report(self, trainer: L.Trainer, rows: list[dict], step: int) -> None:
-        scalars = {}
+    def _report(
+        self, trainer: L.Trainer, rows: list[dict], step: int, peak_gib: float | None = None
+    ) -> None:
+        scalars = {} if peak_gib is None else {"grad_stats/peak_gib": peak_gib}
         for row in rows:
             prefix = f"grad_stats/{row['objective']}"
             suffix = f"n_t={row['n_t']:03d}"
@@ -204,6 +207,17 @@ class GradientStatistics(L.Callback):
             experiment = getattr(logger, "experiment", None)
             if figure is not None and hasattr(experiment, "add_figure"):
                 experiment.add_figure("grad_stats/figure", figure, global_step=step, close=False)
+
+
+def release_peak_memory(device: torch.device) -> float | None:
+    """The CUDA peak memory since the training step logged its own (GiB; None off CUDA),
+    then a reset of the peak: the module logs each step's peak (``memory/peak_gib``) and
+    resets it, so without this the measurement's buffers would count as the next step's."""
+    if device.type != "cuda":
+        return None
+    peak = torch.cuda.max_memory_allocated(device) / 2**30
+    torch.cuda.reset_peak_memory_stats(device)
+    return peak
 
 
 def select_parameters(

@@ -20,6 +20,7 @@ from bgpo_lightning.callbacks.gradient_report import COLUMNS
 from bgpo_lightning.callbacks.gradient_statistics import (
     GradientStatistics,
     measure_gradient_statistics,
+    release_peak_memory,
     select_parameters,
 )
 from bgpo_lightning.diffusion.elbo import elbo_term
@@ -420,3 +421,16 @@ def test_yaml_configures_the_callback(tmp_path, capsys):
     assert cli.main(["fit", *args, *in_tmp(tmp_path)]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: ") and "'ppo'" in error[0], error
+
+
+def test_the_measurement_peak_is_read_then_reset_so_the_next_step_does_not_count_it(
+    monkeypatch,
+):
+    calls = []
+    monkeypatch.setattr(
+        torch.cuda, "max_memory_allocated", lambda d: calls.append("read") or 3 * 2**30
+    )
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda d: calls.append("reset"))
+    assert release_peak_memory(torch.device("cuda", 0)) == 3.0
+    assert calls == ["read", "reset"]
+    assert release_peak_memory(torch.device("cpu")) is None and calls == ["read", "reset"]
