@@ -55,7 +55,6 @@ from bgpo_lightning.modules import DiffusionRLModule
 from bgpo_lightning.policy import decode_responses
 from bgpo_lightning.tasks import Example, Task
 from bgpo_lightning.tasks.datamodule import PromptDataModule
-from experiments.gpu_benchmark.modes import parse_mode as parse_rollout_mode
 from experiments.paired import paired_difference
 from experiments.sampler_accuracy_setups import (
     EMBEDDED_DEFAULT,
@@ -63,60 +62,30 @@ from experiments.sampler_accuracy_setups import (
     SHAPE,
     Setup,
 )
+from experiments.sampler_modes import RolloutMode
+from experiments.sampler_modes import parse_mode as parse_rollout_mode
 
 TOLERANCE = 0.01
 """One point: the issue's bound on the accuracy or reward a fast mode may lose."""
 
 
-@dataclass(frozen=True)
-class Mode:
-    """One sampler setting under test.
-
-    Attributes:
-        name: Row label.
-        cache: ``SamplerConfig.cache``.
-        threshold: ``SamplerConfig.threshold``.
-        cache_refresh_steps: ``SamplerConfig.cache_refresh_steps``.
-        precision: ``SamplerConfig.precision``.
-    """
-
-    name: str
-    cache: str = "none"
-    threshold: float | None = None
-    cache_refresh_steps: int | None = None
-    precision: str = "float64"
-
-    def sampler(self, shape: Mapping[str, int], temperature: float) -> SamplerConfig:
-        """The sampler of this mode at ``shape`` (``gen_length``, ``block_length``, ``steps``)."""
-        return SamplerConfig(
-            **shape,
-            temperature=temperature,
-            cache=self.cache,
-            threshold=self.threshold,
-            cache_refresh_steps=self.cache_refresh_steps,
-            precision=self.precision,
-        )
-
-
-def parse_mode(spec: str) -> Mode:
-    """A mode from its name, as ``experiments.gpu_benchmark`` names them: ``exact``, or
-    ``+``-joined parts ``prefix`` / ``dual``, ``threshold<tau>``, ``refresh<k>`` and ``f32``,
-    e.g. ``dual+refresh4``. ``graph`` is refused: it replays the dual cache's step as a CUDA
-    graph, which gives the dual cache's tokens.
+def parse_mode(spec: str) -> RolloutMode:
+    """A mode from its name (:mod:`experiments.sampler_modes`), e.g. ``dual+refresh4``.
+    ``graph`` is refused: it replays the dual cache's step as a CUDA graph, which gives the
+    dual cache's tokens.
 
     Raises:
         ValueError: A malformed name, or ``graph``.
     """
-    rollout_mode = parse_rollout_mode(spec)
-    if rollout_mode.cuda_graph:
+    mode = parse_rollout_mode(spec)
+    if mode.cuda_graph:
         raise ValueError(f"mode {spec!r}: graph gives the tokens of dual; measure dual")
-    return Mode(
-        spec,
-        cache=rollout_mode.cache,
-        threshold=rollout_mode.threshold,
-        cache_refresh_steps=rollout_mode.refresh_steps,
-        precision=rollout_mode.precision,
-    )
+    return mode
+
+
+def mode_sampler(mode: RolloutMode, shape: Mapping[str, int], temperature: float) -> SamplerConfig:
+    """The sampler of ``mode`` at ``shape`` (``gen_length``, ``block_length``, ``steps``)."""
+    return mode.config(SamplerConfig(**shape, temperature=temperature))
 
 
 def describe_modes(rows: Sequence[Row]) -> str:
@@ -132,8 +101,8 @@ def describe_modes(rows: Sequence[Row]) -> str:
         settings = [f"cache={mode.cache!r}"]
         if mode.threshold is not None:
             settings.append(f"threshold={mode.threshold}")
-        if mode.cache_refresh_steps is not None:
-            settings.append(f"cache_refresh_steps={mode.cache_refresh_steps}")
+        if mode.refresh_steps is not None:  # named as the SamplerConfig field it sets
+            settings.append(f"cache_refresh_steps={mode.refresh_steps}")
         if mode.precision != "float64":
             settings.append(f"precision={mode.precision!r}")
         described.append(f"{name} (`{', '.join(settings)}`)")
@@ -141,7 +110,7 @@ def describe_modes(rows: Sequence[Row]) -> str:
 
 
 MODE_NAMES = ("exact", "prefix", "dual", "threshold0.9", "dual+threshold0.9")
-MODES: tuple[Mode, ...] = tuple(parse_mode(name) for name in MODE_NAMES)
+MODES: tuple[RolloutMode, ...] = tuple(parse_mode(name) for name in MODE_NAMES)
 
 
 @dataclass
@@ -267,7 +236,7 @@ def measure_mode(
     module: DiffusionRLModule,
     task: Task,
     examples: Sequence[Example],
-    mode: Mode,
+    mode: RolloutMode,
     group_size: int,
     seed: int,
     prompts_per_batch: int,
@@ -280,7 +249,8 @@ def measure_mode(
     every mode starts each batch from the same random state.
     """
     scores = ModeScores()
-    greedy, rollout = mode.sampler(shape, 0.0), mode.sampler(shape, temperature)
+    greedy = mode_sampler(mode, shape, 0.0)
+    rollout = mode_sampler(mode, shape, temperature)
     start = time.perf_counter()
     with count_forwards(module.policy.model) as counter:
         for _, batch in chunks(examples, prompts_per_batch * group_size):
@@ -346,7 +316,7 @@ def run_check(
     module: DiffusionRLModule,
     task: Task,
     splits: dict[str, Sequence[Example]],
-    modes: Sequence[Mode] = MODES,
+    modes: Sequence[RolloutMode] = MODES,
     group_size: int = 8,
     seed: int = 0,
     prompts_per_batch: int = 64,

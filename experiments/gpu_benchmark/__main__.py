@@ -16,11 +16,10 @@ likelihood cases, and writes ``rollout_modes.csv`` and ``rollout_modes.md`` (als
         dual+threshold0.9 \
         --compile-modes dual dual+threshold0.9 --out runs/gpu_benchmark/modes_1b
 
---rollout-modes NAME ...   modes to time (default: none). A name is ``+``-joined parts of
-                           ``exact`` (no cache), ``prefix`` / ``dual`` (block KV cache),
-                           ``threshold<tau>`` (confidence-threshold decoding) and
-                           ``refresh<k>`` (rerun the full sequence every k steps of a block);
-                           e.g. ``exact``, ``prefix``, ``dual+threshold0.9``,
+--rollout-modes NAME ...   modes to time (default: none), named as
+                           :mod:`experiments.sampler_modes` defines: ``+``-joined parts of
+                           ``exact``, ``prefix`` / ``dual``, ``threshold<tau>``,
+                           ``refresh<k>``, ``graph`` and ``f32``; e.g. ``dual+threshold0.9``,
                            ``prefix+refresh1`` (the exact sampler's tokens).
 --compile-modes NAME ...   also time these modes with ``torch.compile`` of the model forward
                            (each is timed with and without); a failed compile is recorded in
@@ -62,12 +61,7 @@ from experiments.gpu_benchmark.likelihood import (
     apply_variant,
     measure_likelihood,
 )
-from experiments.gpu_benchmark.modes import (
-    group_prompts,
-    measure_modes,
-    mode_argument,
-    profile_modes,
-)
+from experiments.gpu_benchmark.modes import group_prompts, measure_modes, profile_modes
 from experiments.gpu_benchmark.report import (
     markdown_table,
     mode_table,
@@ -78,6 +72,7 @@ from experiments.gpu_benchmark.report import (
 )
 from experiments.gpu_benchmark.rollout import measure_rollout, profile_rollout
 from experiments.gpu_benchmark.shapes import SHAPES
+from experiments.sampler_modes import mode_argument
 
 
 def parse_args(argv=None) -> argparse.Namespace:

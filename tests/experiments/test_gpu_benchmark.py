@@ -9,9 +9,8 @@ import json
 import pytest
 import torch
 
-from bgpo_lightning.diffusion.sampler import SamplerConfig
 from experiments.gpu_benchmark import __main__ as bench
-from experiments.gpu_benchmark import likelihood, modes
+from experiments.gpu_benchmark import likelihood
 from experiments.gpu_benchmark.report import read_csv
 from experiments.gpu_benchmark.shapes import SHAPES
 
@@ -63,24 +62,6 @@ def test_cpu_run_writes_rows_and_records_oom_without_crashing(tmp_path, monkeypa
     comparison = json.loads((out / "rollout.json").read_text())["comparison"]
     assert comparison["full_logits_same_tokens_as_reference"]
     assert comparison["windowed_same_tokens_as_reference"]
-
-
-def test_mode_names_parse_into_sampler_settings():
-    base = SamplerConfig(gen_length=8, block_length=4, steps=4)
-    config = modes.parse_mode("dual+threshold0.9+refresh2").config(base)
-    assert (config.cache, config.threshold, config.cache_refresh_steps) == ("dual", 0.9, 2)
-    exact = modes.parse_mode("exact").config(base)
-    assert (exact.cache, exact.threshold, exact.cache_refresh_steps) == ("none", None, None)
-    assert modes.parse_mode("threshold0.95").threshold == 0.95
-    graphed = modes.parse_mode("dual+graph+threshold0.9").config(base)
-    assert (graphed.cache, graphed.cuda_graph, graphed.threshold) == ("dual", True, 0.9)
-    assert exact.precision == "float64"
-    single = modes.parse_mode("dual+graph+f32").config(base)
-    assert (single.cache, single.cuda_graph, single.precision) == ("dual", True, "float32")
-    bad_names = ("fast", "prefix+dual", "exact+refresh1", "threshold", "prefix+graph", "graph")
-    for bad in (*bad_names, "dual+f32+f32", "f16"):
-        with pytest.raises(ValueError):
-            modes.parse_mode(bad)
 
 
 def test_cpu_rollout_modes_rows_speedup_and_a_cache_refreshed_every_step(tmp_path, monkeypatch):

@@ -17,13 +17,13 @@ from experiments.estimator_study.batch import build_module
 from experiments.sampler_accuracy import (
     CSV_FIELDS,
     MODES,
-    Mode,
     chosen_setup,
     count_forwards,
     describe_modes,
     has_duplicate,
     load_splits,
     main,
+    mode_sampler,
     parse_mode,
     parser,
     render_doc,
@@ -38,10 +38,14 @@ from experiments.sampler_accuracy_setups import (
     STUDY_SUDOKU,
     TASK_KWARGS,
 )
+from experiments.sampler_modes import RolloutMode
 from tests.helpers import TINY, tiny_policy
 
 PROMPTS, GROUP = 8, 2
-TWO_MODES = (Mode("exact"), Mode("prefix-refresh1", cache="prefix", cache_refresh_steps=1))
+TWO_MODES = (
+    RolloutMode("exact"),
+    RolloutMode("prefix-refresh1", cache="prefix", refresh_steps=1),
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
@@ -104,18 +108,20 @@ def test_counters():
 
 
 def test_mode_names_spell_out_their_sampler_settings():
-    assert parse_mode("exact") == Mode("exact")
-    assert parse_mode("dual+refresh4") == Mode("dual+refresh4", cache="dual", cache_refresh_steps=4)
-    assert parse_mode("prefix+threshold0.95") == Mode(
+    assert parse_mode("exact") == RolloutMode("exact")
+    assert parse_mode("dual+refresh4") == RolloutMode(
+        "dual+refresh4", cache="dual", refresh_steps=4
+    )
+    assert parse_mode("prefix+threshold0.95") == RolloutMode(
         "prefix+threshold0.95", cache="prefix", threshold=0.95
     )
     assert [m.name for m in MODES] == ["exact", "prefix", "dual", "threshold0.9",
                                        "dual+threshold0.9"]  # fmt: skip
-    assert MODES[4] == Mode("dual+threshold0.9", cache="dual", threshold=0.9)
-    sampler = parse_mode("dual+refresh4").sampler({"gen_length": 8, "block_length": 8,
-                                                   "steps": 8}, 1.0)  # fmt: skip
+    assert MODES[4] == RolloutMode("dual+threshold0.9", cache="dual", threshold=0.9)
+    sampler = mode_sampler(parse_mode("dual+refresh4"),
+                           {"gen_length": 8, "block_length": 8, "steps": 8}, 1.0)  # fmt: skip
     assert (sampler.cache, sampler.cache_refresh_steps) == ("dual", 4)
-    assert parse_mode("dual+f32").sampler(SHAPE, 1.0).precision == "float32"
+    assert mode_sampler(parse_mode("dual+f32"), SHAPE, 1.0).precision == "float32"
     for bad, why in (("refresh4", "needs prefix or dual"), ("dual+prefix", "twice"),
                      ("dual+fast", "unknown part"), ("thresholdx", "unknown part"),
                      ("dual+graph", "gives the tokens of dual")):  # fmt: skip
@@ -165,10 +171,10 @@ def test_options_override_the_setup_and_say_so(tmp_path):
 
 def test_mode_sampler_uses_the_given_shape():
     shape = {"gen_length": 32, "block_length": 16, "steps": 16}
-    sampler = Mode("dual+t", cache="dual", threshold=0.9).sampler(shape, 0.9)
+    sampler = mode_sampler(RolloutMode("dual+t", cache="dual", threshold=0.9), shape, 0.9)
     assert (sampler.gen_length, sampler.block_length, sampler.steps) == (32, 16, 16)
     assert (sampler.temperature, sampler.cache, sampler.threshold) == (0.9, "dual", 0.9)
-    exact = Mode("exact").sampler(SHAPE, 0.0)
+    exact = mode_sampler(RolloutMode("exact"), SHAPE, 0.0)
     assert (exact.gen_length, exact.block_length, exact.steps) == (16, 8, 8)
     assert (exact.temperature, exact.cache, exact.threshold) == (0.0, "none", None)
 
