@@ -135,9 +135,10 @@ def _warm_start_line(warmstart: dict | None, progress: dict | None = None) -> st
 def markdown_table(rows: Sequence[dict]) -> str:
     """The main table: accuracies in percent, mean ± sample std over seeds."""
     lines = [
-        "| method | chosen lr | seeds n | final test % | best-checkpoint test % | peak GiB "
+        "| method | chosen lr | seeds n | final test % | best-checkpoint test % "
+        "| rollout reward, first → last quarter | peak GiB "
         "| s per batch (rollout + likelihood) | missing runs |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if row["lr"] is None:
@@ -152,7 +153,9 @@ def markdown_table(rows: Sequence[dict]) -> str:
         lines.append(
             f"| {row['label']} | {lr} | {row['n']} | "
             f"{pct_pm(row['final_mean'], row['final_std'])} | "
-            f"{pct_pm(row['best_mean'], row['best_std'])} | {_num(row['peak_gib'], 2)}"
+            f"{pct_pm(row['best_mean'], row['best_std'])} | "
+            f"{_num(row.get('reward_first'), 3)} → {_num(row.get('reward_last'), 3)} | "
+            f"{_num(row['peak_gib'], 2)}"
             f"{'*' if row.get('grad_stats') else ''} | {step} | {row['missing']} |"
         )
     if any(row.get("grad_stats") for row in rows):
@@ -241,7 +244,10 @@ def task_section(
     parts += [
         "Final test is the last evaluation; best-checkpoint test is the test accuracy at the "
         "evaluation with the highest validation accuracy (picked on validation). Mean ± sample "
-        'std over seeds at each method\'s chosen lr ("–": one seed).',
+        'std over seeds at each method\'s chosen lr ("–": one seed). Rollout reward: the mean '
+        "reward of the training rollouts (temperature sampling) over the first and over the "
+        "last quarter of the rollout batches, mean over seeds; every run sees the same prompts "
+        "in the same order.",
         "",
         markdown_table(rows),
     ]
@@ -319,32 +325,8 @@ def render_markdown(tasks: dict[str, dict]) -> str:
 # --------------------------------------------------------------------------- outputs
 
 
-CSV_COLUMNS = (
-    "name",
-    "task",
-    "method",
-    "label",
-    "lr",
-    "seed",
-    "status",
-    "chosen_lr",
-    "rollout_batches",
-    "warm_val",
-    "warm_test",
-    "final_batch",
-    "final_val",
-    "final_test",
-    "best_batch",
-    "best_val",
-    "best_test",
-    "peak_memory_gib",
-    "step_s",
-    "rollout_s",
-    "likelihood_s",
-    "wall_s",
-    "grad_stats_csv",
-    "command",
-)
+#: The runs CSV's header: ``run_summary``'s keys, read off a blank run so the two never differ.
+CSV_COLUMNS = tuple(run_summary({"method": "", "lr": 0.0, "seed": 0}))
 
 
 def write_runs_csv(runs: Sequence[dict], chosen: dict[str, float], path: str | Path) -> Path:

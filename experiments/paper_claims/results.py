@@ -134,6 +134,7 @@ def warm_point(run: dict) -> dict | None:
 def run_summary(run: dict, chosen: dict[str, float] | None = None) -> dict:
     """One CSV row: the run's main fields, its warm-start, final and best points."""
     final, best, warm = final_point(run), best_point(run), warm_point(run)
+    reward_first, reward_last = reward_ends(run)
     chosen_lr = (chosen or {}).get(run["method"])
     return {
         "name": run_name(run),
@@ -153,6 +154,8 @@ def run_summary(run: dict, chosen: dict[str, float] | None = None) -> dict:
         "best_batch": (best or {}).get("batch"),
         "best_val": (best or {}).get("val"),
         "best_test": (best or {}).get("test"),
+        "reward_first": reward_first,
+        "reward_last": reward_last,
         "peak_memory_gib": run.get("peak_memory_gib"),
         "step_s": run.get("step_s"),
         "rollout_s": run.get("rollout_s"),
@@ -161,6 +164,17 @@ def run_summary(run: dict, chosen: dict[str, float] | None = None) -> dict:
         "grad_stats_csv": run.get("grad_stats_csv"),
         "command": run.get("command"),
     }
+
+
+def reward_ends(run: dict) -> tuple[float | None, float | None]:
+    """The mean rollout reward over the first and over the last quarter of the run's rollout
+    batches (at least one batch each): whether RL raised the reward it optimises. Every run
+    sees the same prompts in the same order, so runs compare at equal batches."""
+    rewards = [r for r in run.get("train_reward") or [] if isinstance(r, int | float)]
+    if len(rewards) < 2:
+        return None, None
+    quarter = max(1, len(rewards) // 4)
+    return statistics.fmean(rewards[:quarter]), statistics.fmean(rewards[-quarter:])
 
 
 # --------------------------------------------------------------------------- selection
@@ -291,6 +305,7 @@ def method_table(
     Row keys: ``method``, ``label``, ``lr`` (None when not chosen), ``lrs_swept`` (ok sweep
     runs behind the choice), ``n``, ``final_mean``/``final_std`` and ``best_mean``/``best_std``
     (test accuracy as fractions; std None for n < 2), ``warm_test`` (mean batch-0 test),
+    ``reward_first``/``reward_last`` (mean rollout reward, see :func:`reward_ends`),
     ``peak_gib``, ``step_s``, ``rollout_s``, ``likelihood_s`` (means, None when absent),
     ``grad_stats`` (whether any of those runs ran the gradient-statistics callback, whose
     buffers count in its peak), ``missing`` (planned runs without an ok result).
@@ -327,6 +342,8 @@ def method_table(
                 "best_mean": best_mean,
                 "best_std": best_std,
                 "warm_test": mean_or_none([(warm_point(r) or {}).get("test") for r in at]),
+                "reward_first": mean_or_none([reward_ends(r)[0] for r in at]),
+                "reward_last": mean_or_none([reward_ends(r)[1] for r in at]),
                 "peak_gib": mean_or_none([r.get("peak_memory_gib") for r in at]),
                 "step_s": mean_or_none([r.get("step_s") for r in at]),
                 "rollout_s": mean_or_none([r.get("rollout_s") for r in at]),

@@ -134,3 +134,22 @@ def test_a_run_outside_the_grid_is_never_chosen(tmp_path):
     write_run(root, "sudoku", "gdpo", off_grid, plan.SWEEP_SEED, final_val=0.9)
     write_run(root, "sudoku", "gdpo", LR_MID, plan.SWEEP_SEED, final_val=0.5)
     assert results.chosen_learning_rates(results.load_runs(root, "sudoku")) == {"gdpo": LR_MID}
+
+
+def test_reward_ends_average_the_first_and_last_quarter_of_the_batches():
+    rewards = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]  # quarters of 2 batches
+    first, last = results.reward_ends({"train_reward": rewards})
+    assert math.isclose(first, 0.15) and math.isclose(last, 0.75)
+    assert results.reward_ends({"train_reward": [0.2, 0.4, 0.6]}) == (0.2, 0.6)  # one each
+    assert results.reward_ends({"train_reward": [0.3]}) == (None, None)
+    assert results.reward_ends({}) == (None, None)
+
+
+def test_method_table_and_csv_rows_carry_the_rollout_reward_ends(tmp_path):
+    write_run(tmp_path, "sudoku", "gdpo", LR_MID, 0)  # the helper's train_reward: [0.3, 0.4]
+    runs, chosen = loaded(tmp_path)
+    (row,) = [r for r in results.method_table(runs, chosen) if r["method"] == "gdpo"]
+    assert math.isclose(row["reward_first"], 0.3) and math.isclose(row["reward_last"], 0.4)
+    summary = results.run_summary(runs[0], chosen)
+    assert (summary["reward_first"], summary["reward_last"]) == (0.3, 0.4)
+    assert "| 0.300 → 0.400 |" in report.markdown_table([row])
