@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,7 +51,9 @@ from experiments.paper_claims.results import (
     method_table,
     missing_runs,
     read_json,
+    reward_ends,
     run_summary,
+    twin_pairs,
     warm_point,
 )
 
@@ -205,6 +208,31 @@ def sweep_edge_line(chosen: dict[str, float], task: str) -> str | None:
     return " ".join(sentences) or None
 
 
+def twins_line(runs: Sequence[dict], probe: dict | None) -> str | None:
+    """How closely BGPO n_t = 1 and VRPO-OL runs at the same lr and seed follow each other,
+    when the probe ran VRPO-OL at n_t = 1 (None otherwise, or without pairs)."""
+    if (probe or {}).get("vrpo_ol_n_t") != 1:
+        return None
+    pairs = twin_pairs(runs)
+    starts = [(reward_ends(a)[0], reward_ends(b)[0]) for a, b in pairs]
+    ends = []  # |final test difference| per pair
+    for a, b in pairs:
+        x, y = (final_point(a) or {}).get("test"), (final_point(b) or {}).get("test")
+        if None not in (x, y):
+            ends.append(abs(x - y))
+    if not ends:
+        return None
+    same = sum(1 for x, y in starts if None not in (x, y) and abs(x - y) < 1e-6)
+    return (
+        "A check of the harness: on-policy, with one update per rollout batch, BGPO at n_t = 1 "
+        f"and VRPO-OL at n_t = 1 take the same gradient. Over {len(pairs)} "
+        f"pair{'s' if len(pairs) != 1 else ''} of their runs at the same lr and seed, the "
+        f"rollout reward of the first quarter of the batches agrees to 1e-6 in {same}, and "
+        "the final test accuracy differs by at most "
+        f"{100 * max(ends):.1f} points (median {100 * statistics.median(ends):.1f})."
+    )
+
+
 def task_section(
     task: str,
     runs: Sequence[dict],
@@ -215,6 +243,7 @@ def task_section(
     plot_note: str | None,
     warm_start_progress: dict | None = None,
     recipes: dict | None = None,
+    probe: dict | None = None,
 ) -> str:
     """One task's markdown: machine, setting, warm start, table, curves, missing runs."""
     rows = method_table(runs, chosen, task)
@@ -251,9 +280,9 @@ def task_section(
         "",
         markdown_table(rows),
     ]
-    edge = sweep_edge_line(chosen, task)
-    if edge:
-        parts += [edge, ""]
+    for line in (sweep_edge_line(chosen, task), twins_line(runs, probe)):
+        if line:
+            parts += [line, ""]
     if missing and runs:
         parts += [
             "The study is not complete: a method's learning rate is chosen only once its "
@@ -370,7 +399,7 @@ def build_task(root: Path, task: str, out: Path) -> dict:
     sweep_note = _figure(plot_sweep(runs, task, _png(out, task, "sweep")), out, task, "sweep")
     section = task_section(
         task, runs, chosen, system=system, warmstart=warmstart, plot_note=plot_note,
-        warm_start_progress=progress, recipes=recipes,
+        warm_start_progress=progress, recipes=recipes, probe=probe,
     )  # fmt: skip
     if sweep_note is None:
         section += f"\nThe learning-rate sweep: ![{task} sweep](results/{task}_sweep.png)\n"

@@ -177,6 +177,20 @@ def reward_ends(run: dict) -> tuple[float | None, float | None]:
     return statistics.fmean(rewards[:quarter]), statistics.fmean(rewards[-quarter:])
 
 
+def twin_pairs(runs: Sequence[dict], first: str = "bgpo_nt1", second: str = "vrpo_ol") -> list:
+    """Pairs of ok runs of two methods at the same lr and seed, as ``(run, run)``.
+
+    BGPO at n_t = 1 and VRPO-OL at n_t = 1 take the same on-policy gradient (one update per
+    rollout batch), so such pairs should follow each other: a check of the harness.
+    """
+    theirs = {(r["lr"], r["seed"]): r for r in runs if r["method"] == second and is_ok(r)}
+    return [
+        (r, theirs[(r["lr"], r["seed"])])
+        for r in runs
+        if r["method"] == first and is_ok(r) and (r["lr"], r["seed"]) in theirs
+    ]
+
+
 # --------------------------------------------------------------------------- selection
 
 

@@ -167,3 +167,15 @@ def test_the_table_marks_the_peaks_that_include_the_gradient_statistics_callback
     table = report.markdown_table(results.method_table(runs, results.chosen_learning_rates(runs)))
     assert "| 2.50* |" in table and "| 2.00 |" in table
     assert "gradient-statistics callback, whose own memory counts in their peak" in table
+
+
+def test_the_twins_line_compares_bgpo_at_one_sample_with_vrpo_ol_at_one(tmp_path):
+    for method, final in (("bgpo_nt1", 0.40), ("vrpo_ol", 0.43)):
+        write_run(tmp_path, "sudoku", method, LR_MID, 0, final_test=final)
+    write_run(tmp_path, "sudoku", "vrpo_ol", LR_MID, 1)  # no twin: left out
+    runs = results.load_runs(tmp_path, "sudoku")
+    line = report.twins_line(runs, {"vrpo_ol_n_t": 1})
+    assert "Over 1 pair of their runs" in line and "agrees to 1e-6 in 1" in line
+    assert "differs by at most 3.0 points" in line
+    assert report.twins_line(runs, {"vrpo_ol_n_t": 2}) is None  # not the same gradient
+    assert report.twins_line(runs, None) is None
