@@ -23,18 +23,39 @@ import torch
 from experiments.embedded_default import ROOT as DEFAULT_ROOT
 from experiments.embedded_default import run_seed
 from experiments.paired import paired_difference
+from experiments.sampler_modes import parse_mode
 
 ROOT = Path("runs/rl_rollout_modes")
 DOC = Path("docs/rl_rollout_modes.md")
-#: Rollout sampler overrides of each mode (``sudoku_bgpo.yaml``: 16 tokens, block 8, 8 steps).
-MODES = {
-    "exact": [],
-    "dual": ["model.init_args.rollout.cache=dual"],
-    "dual+threshold0.9": [
-        "model.init_args.rollout.cache=dual",
-        "model.init_args.rollout.threshold=0.9",
-    ],
-}
+_ROLLOUT = "model.init_args.rollout."
+
+
+def rollout_overrides(name: str) -> list[str]:
+    """The RL config overrides of a rollout mode named as :mod:`experiments.sampler_modes`
+    defines (``sudoku_bgpo.yaml``'s sampler: 16 tokens, block 8, 8 steps).
+
+    Raises:
+        ValueError: A malformed name, or ``graph`` (a CUDA graph: this study runs on a CPU).
+    """
+    mode = parse_mode(name)
+    if mode.cuda_graph:
+        raise ValueError(f"mode {name!r}: graph needs CUDA and gives dual's tokens; use dual")
+    settings = {
+        "cache": None if mode.cache == "none" else mode.cache,
+        "threshold": mode.threshold,
+        "cache_refresh_steps": mode.refresh_steps,
+        "precision": None if mode.precision == "float64" else mode.precision,
+    }
+    return [f"{_ROLLOUT}{key}={value}" for key, value in settings.items() if value is not None]
+
+
+def _mode(name: str) -> str:
+    """argparse type: a mode name that :func:`rollout_overrides` accepts."""
+    try:
+        rollout_overrides(name)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+    return name
 
 
 def copy_warm_start(seed: int, source_root: Path, root: Path) -> None:
@@ -87,7 +108,13 @@ def report(rows: dict, seed: int, seconds: float, extra: list[str]) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--modes", nargs="+", choices=list(MODES), default=["exact", "dual"])
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        type=_mode,
+        default=["exact", "dual"],
+        help="rollout samplers, named as experiments.sampler_modes defines, exact first",
+    )
     p.add_argument("--set-rl", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--root", type=Path, default=ROOT)
     p.add_argument("--doc", type=Path, default=DOC)
@@ -106,7 +133,8 @@ def main(argv=None) -> None:
             # Every mode starts from the first one's warm start: the same weights, trained once.
             first = args.root / args.modes[0]
             copy_warm_start(args.seed, DEFAULT_ROOT if root == first else first, root)
-            seconds = run_seed(args.seed, root, rl=[*MODES[mode], *args.set_rl]).seconds
+            rl = [*rollout_overrides(mode), *args.set_rl]
+            seconds = run_seed(args.seed, root, rl=rl).seconds
         scores = json.loads((done / "scores.json").read_text())
         rows[mode] = {**scores, "seconds": seconds}
     extra = [f"--modes {' '.join(args.modes)}"] if args.modes != ["exact", "dual"] else []

@@ -1,9 +1,12 @@
 """The same-seed rollout-sampler comparison: its report and its overrides."""
 
+import dataclasses
+
 import pytest
 
 from bgpo_lightning.diffusion.sampler import SamplerConfig
 from experiments import rl_rollout_modes as study
+from experiments.sampler_modes import parse_mode
 
 
 def test_report_pairs_each_mode_with_exact_over_the_same_puzzles():
@@ -17,12 +20,25 @@ def test_report_pairs_each_mode_with_exact_over_the_same_puzzles():
     assert "| +12.5 ± 12.5 | -12.5 ± 12.5 | 80 |" in rows["| dual"]
 
 
-@pytest.mark.parametrize("mode", list(study.MODES))
-def test_mode_overrides_name_valid_sampler_settings(mode):
+@pytest.mark.parametrize(
+    "name", ["exact", "dual", "dual+threshold0.9", "threshold0.95", "prefix+refresh2", "f32"]
+)
+def test_mode_overrides_set_the_sampler_the_mode_names(name):
+    base = SamplerConfig(gen_length=16, block_length=8, steps=8, temperature=1.0)
     settings = {}
-    for override in study.MODES[mode]:
+    for override in study.rollout_overrides(name):
         key, value = override.split("=")
         assert key.startswith("model.init_args.rollout.")
-        settings[key.rsplit(".", 1)[1]] = float(value) if key.endswith("threshold") else value
-    config = SamplerConfig(gen_length=16, block_length=8, steps=8, temperature=1.0, **settings)
-    assert config.cache == ("none" if mode == "exact" else "dual")
+        field = key.rsplit(".", 1)[1]
+        kind = {"threshold": float, "cache_refresh_steps": int}.get(field, str)
+        settings[field] = kind(value)
+    assert dataclasses.replace(base, **settings) == parse_mode(name).config(base)
+
+
+def test_graph_and_malformed_modes_are_refused():
+    with pytest.raises(ValueError, match="graph needs CUDA"):
+        study.rollout_overrides("dual+graph")
+    with pytest.raises(ValueError, match="unknown part"):
+        study.rollout_overrides("dual+fast")
+    with pytest.raises(SystemExit):
+        study.main(["--modes", "exact", "dual+graph"])
