@@ -121,7 +121,8 @@ def _warm_start_line(warmstart: dict | None, progress: dict | None = None) -> st
         return "Warm start: missing (no warmstart.json)."
     params = warmstart.get("params")
     size = f"{params / 1e6:.1f}M parameters, " if isinstance(params, int | float) else ""
-    config = f" (`{warmstart['config']}`)" if warmstart.get("config") else ""
+    made = [f"`{warmstart[k]}`" for k in ("config", "command") if warmstart.get(k)]
+    config = f" ({', '.join(made)})" if made else ""
     parts = len(warmstart.get("parts", []))
     in_parts = f" in {parts} time-limited parts" if parts > 1 else ""
     stopped = {"threshold": "stopped at the validation threshold",

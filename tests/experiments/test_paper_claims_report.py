@@ -179,3 +179,16 @@ def test_the_twins_line_compares_bgpo_at_one_sample_with_vrpo_ol_at_one(tmp_path
     assert "differs by at most 3.0 points" in line
     assert report.twins_line(runs, {"vrpo_ol_n_t": 2}) is None  # not the same gradient
     assert report.twins_line(runs, None) is None
+
+
+def test_a_finished_warm_start_is_reported_with_its_config_and_command():
+    line = report._warm_start_line(
+        {"params": 11_100_000, "sft_steps": 300, "val_accuracy": 0.487, "test_accuracy": 0.488,
+         "config": "experiments/configs/paper_claims/sudoku_sft.yaml",
+         "command": "python -m experiments.paper_claims.warm_start --task sudoku"}
+    )  # fmt: skip
+    assert line == (
+        "Warm start: 11.1M parameters, 300 SFT steps (`experiments/configs/paper_claims/"
+        "sudoku_sft.yaml`, `python -m experiments.paper_claims.warm_start --task sudoku`); "
+        "val 48.7%, test 48.8%."
+    )
