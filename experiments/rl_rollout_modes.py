@@ -2,19 +2,25 @@
 
     python -m experiments.rl_rollout_modes            # exact vs dual cache, seed 0
 
-Both runs start from the same SFT warm start (the embedded default's, copied when it is
-cached), use the same seed and settings, and differ only in ``model.init_args.rollout``'s
-sampler; evaluation stays the exact greedy sampler. The report (``docs/rl_rollout_modes.md``)
-gives each run's held-out accuracy before and after BGPO, the difference between the runs'
-final accuracies paired over the same puzzles, and the wall time.
+Every run starts from the same SFT warm start (the embedded default's, copied when it is
+cached), uses the same settings, and differs only in ``model.init_args.rollout``'s sampler;
+evaluation stays the exact greedy sampler. One run per mode compares random streams as much
+as samplers (a sampler equal in distribution, ``f32``, lands points away), so ``--rl-seeds``
+repeats every mode with other seeds of the RL run. The report (``docs/rl_rollout_modes.md``)
+gives the held-out accuracy before and after BGPO, the difference to the exact sampler's runs
+and the wall time.
+
+    python -m experiments.rl_rollout_modes --rl-seeds 0 1 2 --modes exact dual threshold0.9
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -66,8 +72,45 @@ def copy_warm_start(seed: int, source_root: Path, root: Path) -> None:
         shutil.copytree(source, target)
 
 
-def report(rows: dict, seed: int, seconds: float, extra: list[str]) -> str:
+def run_root(root: Path, mode: str, rl_seed: int, seed: int) -> Path:
+    """Where one run lives: ``root/mode`` when the RL seed is the warm start's seed (the
+    layout of the runs made before ``--rl-seeds``), else ``root/mode/rl_seed_<r>``."""
+    return root / mode if rl_seed == seed else root / mode / f"rl_seed_{rl_seed}"
+
+
+def rl_seed_overrides(rl_seed: int, seed: int) -> list[str]:
+    """The RL run's own seeds (``run_seed`` sets both to the warm start's seed)."""
+    if rl_seed == seed:
+        return []
+    return [f"seed_everything={rl_seed}", f"model.init_args.seed={rl_seed}"]
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and its standard error over RL seeds (sample std / sqrt(k))."""
+    mean = statistics.fmean(values)
+    return mean, statistics.stdev(values) / math.sqrt(len(values))
+
+
+def _signed(values: list[float]) -> str:
+    return ", ".join(f"{100 * v:+.1f}" for v in values)
+
+
+def report(rows: dict[str, list[dict]], seed: int, seconds: float, extra: list[str]) -> str:
+    """``rows``: per mode, one dict per RL seed (``before``/``after`` per puzzle, ``seconds``),
+    the same RL seeds in the same order for every mode; ``exact`` among them."""
     exact = rows["exact"]
+    k = len(exact)
+    if k == 1:
+        spread = (
+            "`±` is the paired standard error over the puzzles of one run each: it leaves out "
+            "how much a run's outcome depends on its random stream."
+        )
+    else:
+        spread = (
+            f"Means over {k} RL seeds (the same warm start, seed {seed}); `±` is the standard "
+            "error over the RL seeds, and the last column lists each seed's difference, paired "
+            "by RL seed with the exact run."
+        )
     lines = [
         "# A short BGPO run: fast rollout samplers against the exact one",
         "",
@@ -79,27 +122,46 @@ def report(rows: dict, seed: int, seconds: float, extra: list[str]) -> str:
         f"- Machine: {platform.machine()} {platform.system()}, {torch.get_num_threads()} torch "
         f"threads, torch {torch.__version__}, CPU only; total {seconds:.0f} s",
         "- Setting: the embedded default (`experiments/configs/sudoku_bgpo.yaml`: Sudoku 4x4, "
-        "tiny LLaDA-shaped model from its SFT warm start, 50 BGPO steps, G = 8, n_t = 4), seed "
-        f"{seed} for every run; only the rollout sampler differs. Accuracy: greedy, exact "
-        "sampler, cell accuracy in points on the same held-out puzzles.",
+        "tiny LLaDA-shaped model from its SFT warm start, 50 BGPO steps, G = 8, n_t = 4), the "
+        f"warm start of seed {seed} for every run; only the rollout sampler (and, across RL "
+        "seeds, the RL run's random stream) differs. Accuracy: greedy, exact sampler, cell "
+        "accuracy in points on the same held-out puzzles.",
         "",
-        "| rollout sampler | n | before | after | gain ± paired SE | after − exact's after "
-        "± paired SE | seed wall s |",
-        "|---|---|---|---|---|---|---|",
+        spread,
+        "",
+        "| rollout sampler | RL seeds | n | before | after | gain ± SE | after − exact's after "
+        "± SE | per RL seed | wall s per run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, row in rows.items():
-        gain = paired_difference(row["before"], row["after"])
-        versus = paired_difference(exact["after"], row["after"])
+    for name, runs in rows.items():
+        if len(runs) != k:
+            raise ValueError(f"mode {name!r} has {len(runs)} RL seeds, exact has {k}")
+        gains = [paired_difference(r["before"], r["after"]) for r in runs]
+        versus = [
+            paired_difference(e["after"], r["after"]) for e, r in zip(exact, runs, strict=True)
+        ]
+        if k == 1:
+            (gain_mean, gain_se), (diff_mean, diff_se) = (
+                (gains[0].gain, gains[0].se),
+                (versus[0].gain, versus[0].se),
+            )
+        else:
+            gain_mean, gain_se = _mean_se([g.gain for g in gains])
+            diff_mean, diff_se = _mean_se([v.gain for v in versus])
+        after = statistics.fmean(g.after for g in gains)
+        wall = statistics.fmean(r["seconds"] for r in runs)
         lines.append(
-            f"| {name} | {gain.n} | {100 * gain.before:.1f} | {100 * gain.after:.1f} | "
-            f"{100 * gain.gain:+.1f} ± {100 * gain.se:.1f} | "
-            f"{100 * versus.gain:+.1f} ± {100 * versus.se:.1f} | {row['seconds']:.0f} |"
+            f"| {name} | {k} | {gains[0].n} | {100 * gains[0].before:.1f} | {100 * after:.1f} | "
+            f"{100 * gain_mean:+.1f} ± {100 * gain_se:.1f} | "
+            f"{100 * diff_mean:+.1f} ± {100 * diff_se:.1f} | {_signed([v.gain for v in versus])} "
+            f"| {wall:.0f} |"
         )
     lines += [
         "",
-        "Seed wall s: the whole seed (accuracy before, 50 BGPO steps, accuracy after) on this "
-        "shared 2-core CPU, where the tiny model's cached steps save little; GPU speeds are in "
-        "`docs/benchmarks.md`. Logs: `runs/rl_rollout_modes/<mode>/seed_<seed>/`.",
+        "Wall s per run: accuracy before, 50 BGPO steps and accuracy after, on this shared "
+        "2-core CPU, where the tiny model's cached steps save little; GPU speeds are in "
+        "`docs/benchmarks.md`. Logs: `runs/rl_rollout_modes/<mode>/seed_<seed>/` (RL seed = "
+        "seed) and `runs/rl_rollout_modes/<mode>/rl_seed_<r>/seed_<seed>/`.",
         "",
     ]
     return "\n".join(lines)
@@ -107,7 +169,14 @@ def report(rows: dict, seed: int, seconds: float, extra: list[str]) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the warm start's seed")
+    p.add_argument(
+        "--rl-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="seeds of the RL runs, each run from the same warm start (default: --seed)",
+    )
     p.add_argument(
         "--modes",
         nargs="+",
@@ -118,26 +187,34 @@ def main(argv=None) -> None:
     p.add_argument("--set-rl", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--root", type=Path, default=ROOT)
     p.add_argument("--doc", type=Path, default=DOC)
-    p.add_argument("--reuse", action="store_true", help="keep the modes already run under --root")
+    p.add_argument("--reuse", action="store_true", help="keep the runs already made under --root")
     args = p.parse_args(argv)
     if args.modes[0] != "exact":
         p.error("the first mode must be exact (the others are compared with it)")
+    rl_seeds = args.rl_seeds or [args.seed]
     start = time.perf_counter()
-    rows = {}
+    rows: dict[str, list[dict]] = {}
+    first = run_root(args.root, args.modes[0], rl_seeds[0], args.seed)
     for mode in args.modes:
-        root = args.root / mode
-        done = root / f"seed_{args.seed}"
-        if args.reuse and (done / "scores.json").is_file():
-            seconds = json.loads((done / "results.json").read_text())["seconds"]
-        else:
-            # Every mode starts from the first one's warm start: the same weights, trained once.
-            first = args.root / args.modes[0]
-            copy_warm_start(args.seed, DEFAULT_ROOT if root == first else first, root)
-            rl = [*rollout_overrides(mode), *args.set_rl]
-            seconds = run_seed(args.seed, root, rl=rl).seconds
-        scores = json.loads((done / "scores.json").read_text())
-        rows[mode] = {**scores, "seconds": seconds}
+        for rl_seed in rl_seeds:
+            root = run_root(args.root, mode, rl_seed, args.seed)
+            done = root / f"seed_{args.seed}"
+            if args.reuse and (done / "scores.json").is_file():
+                seconds = json.loads((done / "results.json").read_text())["seconds"]
+            else:
+                # Every run starts from the first one's warm start: the same weights, trained once.
+                copy_warm_start(args.seed, DEFAULT_ROOT if root == first else first, root)
+                rl = [
+                    *rollout_overrides(mode),
+                    *rl_seed_overrides(rl_seed, args.seed),
+                    *args.set_rl,
+                ]
+                seconds = run_seed(args.seed, root, rl=rl).seconds
+            scores = json.loads((done / "scores.json").read_text())
+            rows.setdefault(mode, []).append({**scores, "seconds": seconds})
     extra = [f"--modes {' '.join(args.modes)}"] if args.modes != ["exact", "dual"] else []
+    if args.rl_seeds:
+        extra.append(f"--rl-seeds {' '.join(map(str, args.rl_seeds))}")
     extra += [f"--set-rl {s}" for s in args.set_rl]
     text = report(rows, args.seed, time.perf_counter() - start, extra)
     args.doc.parent.mkdir(parents=True, exist_ok=True)
