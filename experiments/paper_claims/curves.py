@@ -57,7 +57,12 @@ class HeldOutCurve(L.Callback):
 
 
 class StepRecorder(L.Callback):
-    """Per rollout batch: the module's logged reward, phase times and peak memory."""
+    """Per rollout batch: the module's logged reward, phase times and peak memory.
+
+    Each row notes whether it was the first batch of its process (``warm_up``): that batch
+    also compiles kernels and fills the allocator, in a fresh run and after every resume
+    alike, so the timing means leave it out.
+    """
 
     KEYS = {
         "reward": "train/reward",
@@ -68,23 +73,28 @@ class StepRecorder(L.Callback):
 
     def __init__(self) -> None:
         self.rows: list[dict] = []
+        self._process_started = False  # not saved: a resumed process warms up again
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         metrics = trainer.callback_metrics
-        self.rows.append(
-            {k: float(metrics[m]) if m in metrics else math.nan for k, m in self.KEYS.items()}
-        )
+        row = {k: float(metrics[m]) if m in metrics else math.nan for k, m in self.KEYS.items()}
+        row["warm_up"] = not self._process_started
+        self._process_started = True
+        self.rows.append(row)
 
     def state_dict(self) -> dict:
         return {"rows": self.rows}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.rows = list(state_dict["rows"])
+        rows = [dict(r) for r in state_dict["rows"]]
+        for index, row in enumerate(rows):  # rows saved before the flag: the first warmed up
+            row.setdefault("warm_up", index == 0)
+        self.rows = rows
 
-    def summary(self, skip_first: bool = True) -> dict:
-        """Mean seconds per batch (the first, which compiles kernels, left out when there
-        are others) and the largest peak memory."""
-        timed = self.rows[1:] if skip_first and len(self.rows) > 1 else self.rows
+    def summary(self, skip_warm_up: bool = True) -> dict:
+        """Mean seconds per batch (each process's first batch, which compiles kernels, left
+        out when there are others) and the largest peak memory."""
+        timed = [r for r in self.rows if not (skip_warm_up and r.get("warm_up"))] or self.rows
 
         def mean(key: str) -> float | None:
             values = [r[key] for r in timed if not math.isnan(r[key])]
