@@ -320,3 +320,24 @@ def test_main_explains_a_missing_study_warm_start_or_test_file(tiny_warm_start, 
     assert main(no_test) == 2
     assert "no test split" in capsys.readouterr().err
     assert not (tmp_path / "d.md").exists()
+
+
+def test_a_gpu_run_names_its_device_and_says_what_its_times_mean(rows, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    doc = render_doc(rows, "cmd", [], GROUP, 0, 1.0, device="cuda")
+    assert "NVIDIA H200" in doc and "CPU only" not in doc
+    assert "CPU times are not the GPU figures" not in doc
+    assert "a small model leaves the GPU mostly idle" in doc
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where CUDA is missing")
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("cuda", "CUDA is not available"), ("meta", "expected cpu or cuda"), ("gpu0", "--device")],
+)
+def test_an_unusable_device_is_a_one_line_error_before_any_work(device, message, tmp_path, capsys):
+    doc = tmp_path / "d.md"
+    with pytest.raises(SystemExit):
+        main(["--setup", "study-sudoku", "--device", device, "--doc", str(doc)])
+    assert message in capsys.readouterr().err
+    assert not doc.exists()
