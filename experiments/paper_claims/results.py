@@ -177,7 +177,9 @@ def reward_ends(run: dict) -> tuple[float | None, float | None]:
     return statistics.fmean(rewards[:quarter]), statistics.fmean(rewards[-quarter:])
 
 
-def twin_pairs(runs: Sequence[dict], first: str = "bgpo_nt1", second: str = "vrpo_ol") -> list:
+def twin_pairs(
+    runs: Sequence[dict], first: str = "bgpo_nt1", second: str = "vrpo_ol"
+) -> list[tuple[dict, dict]]:
     """Pairs of ok runs of two methods at the same lr and seed, as ``(run, run)``.
 
     BGPO at n_t = 1 and VRPO-OL at n_t = 1 take the same on-policy gradient (one update per
