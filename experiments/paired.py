@@ -1,4 +1,5 @@
-"""The before/after difference of per-example scores, with its paired standard error."""
+"""The before/after difference of per-example scores, with its paired standard error, and the
+mean and standard error of one list of scores."""
 
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ class PairedDifference:
         return math.copysign(math.inf, self.gain) if self.gain else 0.0
 
 
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (unbiased standard deviation over sqrt(n); NaN
+    for fewer than 2 values)."""
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    variance = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(variance / n)
+
+
 def paired_difference(before: Sequence[float], after: Sequence[float]) -> PairedDifference:
     """Paired statistics of two score lists over the same examples, in the same order."""
     if len(before) != len(after):
@@ -38,13 +50,11 @@ def paired_difference(before: Sequence[float], after: Sequence[float]) -> Paired
     n = len(before)
     if n < 2:
         raise ValueError("a standard error needs at least 2 paired examples")
-    diffs = [float(a) - float(b) for b, a in zip(before, after, strict=True)]
-    gain = math.fsum(diffs) / n
-    variance = math.fsum((d - gain) ** 2 for d in diffs) / (n - 1)
+    gain, se = mean_se([float(a) - float(b) for b, a in zip(before, after, strict=True)])
     return PairedDifference(
         before=math.fsum(map(float, before)) / n,
         after=math.fsum(map(float, after)) / n,
         gain=gain,
-        se=math.sqrt(variance / n),
+        se=se,
         n=n,
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import shutil
 import statistics
@@ -28,7 +27,7 @@ import torch
 
 from experiments.embedded_default import ROOT as DEFAULT_ROOT
 from experiments.embedded_default import run_seed
-from experiments.paired import paired_difference
+from experiments.paired import mean_se, paired_difference
 from experiments.sampler_modes import parse_mode
 
 ROOT = Path("runs/rl_rollout_modes")
@@ -83,12 +82,6 @@ def rl_seed_overrides(rl_seed: int, seed: int) -> list[str]:
     if rl_seed == seed:
         return []
     return [f"seed_everything={rl_seed}", f"model.init_args.seed={rl_seed}"]
-
-
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    """Mean and its standard error over RL seeds (sample std / sqrt(k))."""
-    mean = statistics.fmean(values)
-    return mean, statistics.stdev(values) / math.sqrt(len(values))
 
 
 def _signed(values: list[float]) -> str:
@@ -146,8 +139,8 @@ def report(rows: dict[str, list[dict]], seed: int, seconds: float, extra: list[s
                 (versus[0].gain, versus[0].se),
             )
         else:
-            gain_mean, gain_se = _mean_se([g.gain for g in gains])
-            diff_mean, diff_se = _mean_se([v.gain for v in versus])
+            gain_mean, gain_se = mean_se([g.gain for g in gains])
+            diff_mean, diff_se = mean_se([v.gain for v in versus])
         after = statistics.fmean(g.after for g in gains)
         wall = statistics.fmean(r["seconds"] for r in runs)
         lines.append(

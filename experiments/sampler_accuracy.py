@@ -55,7 +55,7 @@ from bgpo_lightning.modules import DiffusionRLModule
 from bgpo_lightning.policy import decode_responses
 from bgpo_lightning.tasks import Example, Task
 from bgpo_lightning.tasks.datamodule import PromptDataModule
-from experiments.paired import paired_difference
+from experiments.paired import mean_se, paired_difference
 from experiments.sampler_accuracy_setups import (
     EMBEDDED_DEFAULT,
     SETUPS,
@@ -180,16 +180,6 @@ class Row:
     def holds(self) -> bool:
         """Whether both paired differences are above minus one point."""
         return self.accuracy_diff >= -TOLERANCE and self.reward_diff >= -TOLERANCE
-
-
-def mean_se(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (unbiased standard deviation over sqrt(n))."""
-    n = len(values)
-    mean = math.fsum(values) / n
-    if n < 2:
-        return mean, float("nan")
-    variance = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(variance / n)
 
 
 @contextmanager

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from experiments.paired import paired_difference
+from experiments.paired import mean_se, paired_difference
 
 
 def test_matches_the_formula_and_is_smaller_than_unpaired_for_correlated_runs():
@@ -30,3 +30,13 @@ def test_degenerate_inputs():
         paired_difference([1.0, 0.0], [1.0])
     with pytest.raises(ValueError, match="at least 2"):
         paired_difference([1.0], [0.0])
+
+
+def test_mean_se_matches_the_float64_formula_and_is_nan_for_one_value():
+    values = [0.1, 0.4, 0.35, 0.9, 0.0]
+    mean, se = mean_se(values)
+    reference = np.asarray(values, dtype=np.float64)
+    assert math.isclose(mean, reference.mean())
+    assert math.isclose(se, reference.std(ddof=1) / math.sqrt(len(values)))
+    single_mean, single_se = mean_se([0.7])
+    assert single_mean == 0.7 and math.isnan(single_se)
