@@ -45,13 +45,7 @@ def rollout_overrides(name: str) -> list[str]:
     mode = parse_mode(name)
     if mode.cuda_graph:
         raise ValueError(f"mode {name!r}: graph needs CUDA and gives dual's tokens; use dual")
-    settings = {
-        "cache": None if mode.cache == "none" else mode.cache,
-        "threshold": mode.threshold,
-        "cache_refresh_steps": mode.refresh_steps,
-        "precision": None if mode.precision == "float64" else mode.precision,
-    }
-    return [f"{_ROLLOUT}{key}={value}" for key, value in settings.items() if value is not None]
+    return [f"{_ROLLOUT}{key}={value}" for key, value in mode.changed_settings().items()]
 
 
 def _mode(name: str) -> str:

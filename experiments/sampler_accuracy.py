@@ -98,13 +98,8 @@ def describe_modes(rows: Sequence[Row]) -> str:
         except ValueError:
             described.append(name)
             continue
-        settings = [f"cache={mode.cache!r}"]
-        if mode.threshold is not None:
-            settings.append(f"threshold={mode.threshold}")
-        if mode.refresh_steps is not None:  # named as the SamplerConfig field it sets
-            settings.append(f"cache_refresh_steps={mode.refresh_steps}")
-        if mode.precision != "float64":
-            settings.append(f"precision={mode.precision!r}")
+        changed = {k: v for k, v in mode.changed_settings().items() if k != "cache"}
+        settings = [f"cache={mode.cache!r}", *(f"{k}={v!r}" for k, v in changed.items())]
         described.append(f"{name} (`{', '.join(settings)}`)")
     return ", ".join(described)
 

@@ -24,6 +24,7 @@ import re
 
 from bgpo_lightning.diffusion.sampler import SamplerConfig
 
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(SamplerConfig)}
 _PART = re.compile(r"(exact|prefix|dual)|threshold(\d+(?:\.\d*)?|\.\d+)|refresh(\d+)|(graph)|(f32)")
 
 
@@ -38,15 +39,22 @@ class RolloutMode:
     cuda_graph: bool = False
     precision: str = "float64"
 
+    def settings(self) -> dict[str, object]:
+        """The ``SamplerConfig`` fields this mode sets, under the config's field names."""
+        return {
+            "cache": self.cache,
+            "threshold": self.threshold,
+            "cache_refresh_steps": self.refresh_steps,
+            "cuda_graph": self.cuda_graph,
+            "precision": self.precision,
+        }
+
+    def changed_settings(self) -> dict[str, object]:
+        """Those of :meth:`settings` that differ from ``SamplerConfig``'s defaults."""
+        return {k: v for k, v in self.settings().items() if v != _DEFAULTS[k]}
+
     def config(self, base: SamplerConfig) -> SamplerConfig:
-        return dataclasses.replace(
-            base,
-            cache=self.cache,
-            threshold=self.threshold,
-            cache_refresh_steps=self.refresh_steps,
-            cuda_graph=self.cuda_graph,
-            precision=self.precision,
-        )
+        return dataclasses.replace(base, **self.settings())
 
 
 def parse_mode(name: str) -> RolloutMode:

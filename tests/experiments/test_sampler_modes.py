@@ -40,3 +40,13 @@ def test_mode_argument_turns_a_malformed_name_into_an_argparse_error():
     assert mode_argument("dual+threshold0.9") == parse_mode("dual+threshold0.9")
     with pytest.raises(argparse.ArgumentTypeError, match="unknown part 'fast' of mode 'fast'"):
         mode_argument("fast")
+
+
+def test_changed_settings_are_the_config_fields_a_mode_moves_off_their_defaults():
+    assert parse_mode("exact").changed_settings() == {}
+    assert parse_mode("dual+refresh4+f32+graph").changed_settings() == {
+        "cache": "dual",
+        "cache_refresh_steps": 4,
+        "cuda_graph": True,
+        "precision": "float32",
+    }
