@@ -74,7 +74,7 @@ def _compare(a: list[float], b: list[float]) -> tuple[float, float]:
 
 
 def _all_below_warm_start(
-    runs: Sequence[dict], chosen: dict[str, float], keys=("bgpo_nt16", "diffu_grpo", "vrpo_ol")
+    runs: Sequence[dict], chosen: dict[str, float], keys: Sequence[str]
 ) -> str:
     """A clause for when every run compared ends below its own batch-0 test accuracy: then
     the comparison ranks losses from the warm start, not gains."""
@@ -116,7 +116,9 @@ def claim_beats_baselines(runs: Sequence[dict], chosen: dict[str, float]) -> tup
         )
     evidence = (
         f"Final test accuracy at the chosen lr is {_accuracy(ours)} for {method_label(ours_key)} "
-        f"(n = {len(ours)}) against " + " and ".join(parts) + _all_below_warm_start(runs, chosen)
+        f"(n = {len(ours)}) against "
+        + " and ".join(parts)
+        + _all_below_warm_start(runs, chosen, (ours_key, *baselines))
     )
     if "worse" in outcomes:
         return FAILS, evidence + "."

@@ -339,6 +339,7 @@ def method_table(
         at = runs_at(runs, key, lr)
         finals = [final_point(r).get("test") for r in at]
         bests = [(best_point(r) or {}).get("test") for r in at]
+        rewards = [reward_ends(r) for r in at]
         final_mean, final_std = mean_std(finals)
         best_mean, best_std = mean_std(bests)
         sweep = {
@@ -358,8 +359,8 @@ def method_table(
                 "best_mean": best_mean,
                 "best_std": best_std,
                 "warm_test": mean_or_none([(warm_point(r) or {}).get("test") for r in at]),
-                "reward_first": mean_or_none([reward_ends(r)[0] for r in at]),
-                "reward_last": mean_or_none([reward_ends(r)[1] for r in at]),
+                "reward_first": mean_or_none([first for first, _ in rewards]),
+                "reward_last": mean_or_none([last for _, last in rewards]),
                 "peak_gib": mean_or_none([r.get("peak_memory_gib") for r in at]),
                 "step_s": mean_or_none([r.get("step_s") for r in at]),
                 "rollout_s": mean_or_none([r.get("rollout_s") for r in at]),
