@@ -150,7 +150,7 @@ class Row:
         forward_ratio: ``forwards / exact forwards``.
         token_ratio: Query positions run over exact's.
         time_ratio: ``seconds / exact seconds``.
-        seconds: Wall seconds (CPU).
+        seconds: Wall seconds.
     """
 
     split: str
@@ -412,7 +412,7 @@ def verdicts(rows: Sequence[Row]) -> list[str]:
         sentences.append(
             f"- **{r.mode}** on {r.split}: {parts[0]}; {parts[1]}; "
             f"{r.forward_ratio:.2f}x the forwards, {r.token_ratio:.2f}x the positions run and "
-            f"{r.time_ratio:.2f}x the CPU time of exact."
+            f"{r.time_ratio:.2f}x the wall time of exact."
         )
     return sentences
 

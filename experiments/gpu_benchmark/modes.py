@@ -232,6 +232,18 @@ def _compare(row: dict, responses: torch.Tensor | None, exact) -> None:
     row["tokens_differ_vs_exact"] = float((responses != exact[1]).float().mean())
 
 
+def device_busy_us(events) -> float:
+    """Microseconds the device spent in kernels: the device events' own time only. An operator
+    (``aten::mm``) also carries its kernels' time as its own device time, so summing every
+    event counts each eager kernel twice (what the profiler's own "Self CUDA time total" avoids
+    the same way)."""
+    return sum(
+        e.self_device_time_total
+        for e in events
+        if e.device_type != torch.autograd.DeviceType.CPU and not e.is_user_annotation
+    )
+
+
 def profile_modes(
     policy, modes: list[RolloutMode], *, prompts: torch.Tensor, base: SamplerConfig, seed: int
 ) -> str:
@@ -259,7 +271,7 @@ def profile_modes(
                 _synchronize(device)
                 wall = time.perf_counter() - start
             events = prof.key_averages()
-            busy_us = sum(e.self_device_time_total for e in events)
+            busy_us = device_busy_us(events)
             table = events.table(sort_by="self_cuda_time_total", row_limit=15)
             sections.append(
                 f"== {mode.name}: {prompts.shape[0]} rows, {config} ==\n"

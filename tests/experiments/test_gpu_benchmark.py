@@ -155,3 +155,25 @@ def test_cpu_lora_rows_take_the_rollout_timed_with_the_adapter_on(tmp_path):
     lora_row = rows["bgpo[lora]"]
     assert lora_row["step_s"] == pytest.approx(lora_s + lora_row["likelihood_s"])
     assert "| rollout s |" in (out / "table.md").read_text()
+
+
+def test_device_busy_counts_each_kernel_once_not_again_through_its_operator():
+    from types import SimpleNamespace
+
+    from experiments.gpu_benchmark.modes import device_busy_us
+
+    cpu, cuda = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
+
+    def event(device, own_us, annotation=False):
+        return SimpleNamespace(
+            device_type=device, self_device_time_total=own_us, is_user_annotation=annotation
+        )
+
+    events = [
+        event(cpu, 70.0),  # aten::mm, carrying its kernel's 70 us
+        event(cuda, 70.0),  # the matrix-product kernel itself
+        event(cuda, 30.0),  # an element-wise kernel launched by an operator
+        event(cpu, 30.0),
+        event(cuda, 100.0, annotation=True),  # a user range on the device timeline
+    ]
+    assert device_busy_us(events) == 100.0
