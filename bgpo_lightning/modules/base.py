@@ -28,6 +28,7 @@ from bgpo_lightning.policy import (
     lora,
 )
 from bgpo_lightning.policy.block_models import build_block_model
+from bgpo_lightning.policy.compiled_forward import compiled_forward
 from bgpo_lightning.policy.lora_checkpoint import drop_frozen_base, restore_frozen_base
 from bgpo_lightning.tasks import Example, Task
 
@@ -182,15 +183,16 @@ class DiffusionPolicyModule(L.LightningModule):
             return self.policy(x, full_mask, logits_to_keep=block)
 
         block_model = build_block_model(self.policy, full_mask, config.cache, config.cuda_graph)
-        out = generate(
-            block_logits,
-            prompt_ids,
-            self.policy.mask_token_id,
-            config,
-            generator,
-            windowed=True,
-            block_model=block_model,
-        )
+        with compiled_forward(self.policy.model, config.compile):
+            out = generate(
+                block_logits,
+                prompt_ids,
+                self.policy.mask_token_id,
+                config,
+                generator,
+                windowed=True,
+                block_model=block_model,
+            )
         return out[:, prompt_ids.shape[1] :]
 
     def evaluate_batch(self, batch: list[Example]) -> tuple[list[str], torch.Tensor]:

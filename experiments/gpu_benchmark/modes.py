@@ -18,6 +18,8 @@ import torch
 
 from bgpo_lightning.diffusion.sampler import SamplerConfig, generate
 from bgpo_lightning.policy.block_models import build_block_model
+from bgpo_lightning.policy.compiled_forward import compiled_forward as sampling_forward
+from bgpo_lightning.policy.compiled_forward import drop_compiled_forward
 from experiments.sampler_modes import RolloutMode
 
 
@@ -82,13 +84,13 @@ def duplicate_group_fraction(responses: torch.Tensor, group_size: int) -> float:
 
 @contextlib.contextmanager
 def compiled_forward(policy) -> Iterator[None]:
-    """``torch.compile`` of the transformers model's forward, undone on exit."""
-    model = policy.model
-    model.forward = torch.compile(model.forward)  # an instance attribute shadows the method
+    """The sampler's compiled forward (``SamplerConfig.compile``), made afresh for this mode
+    and forgotten on exit, so that each row pays for its own compile."""
     try:
-        yield
+        with sampling_forward(policy.model):
+            yield
     finally:
-        del model.forward
+        drop_compiled_forward(policy.model)
         torch._dynamo.reset()
 
 
