@@ -14,9 +14,10 @@ seconds times that fraction:
         docs/sampler_accuracy_countdown_gpu/results.csv \\
         --out docs/benchmarks/accurate_modes_1b/threshold_estimate.md
 
-The fraction carries over only as far as the trained model's sampler shape resembles the
-benchmark's: the study's models commit one token per step (16 steps per block of 16), the
-benchmark's math setting two (16 steps per block of 32).
+The fraction carries over only as far as the trained model's sampler resembles the
+benchmark's. The study's fixed schedule commits two tokens per step, as the benchmark's math
+setting does, but over blocks of 16 (8 steps each) instead of 32 (16 steps each), and the
+fraction counts greedy and temperature batches together.
 """
 
 from __future__ import annotations
