@@ -10,7 +10,8 @@ most once:
   (``cache_refresh_steps``);
 - ``graph``: with ``dual``, replay the cached step as a CUDA graph (``cuda_graph``);
 - ``f32``: the sampler's own work (logits, Gumbel noise, confidences) in float32 instead of
-  float64 (``precision``).
+  float64 (``precision``);
+- ``compile``: the model's forward through ``torch.compile`` while sampling (``compile``).
 
 For example ``dual+threshold0.9`` is the dual cache with threshold decoding at tau = 0.9, and
 ``prefix+refresh1`` a prefix cache rerun at every step (the exact sampler's tokens).
@@ -25,7 +26,9 @@ import re
 from bgpo_lightning.diffusion.sampler import SamplerConfig
 
 _DEFAULTS = {field.name: field.default for field in dataclasses.fields(SamplerConfig)}
-_PART = re.compile(r"(exact|prefix|dual)|threshold(\d+(?:\.\d*)?|\.\d+)|refresh(\d+)|(graph)|(f32)")
+_PART = re.compile(
+    r"(exact|prefix|dual)|threshold(\d+(?:\.\d*)?|\.\d+)|refresh(\d+)|(graph)|(f32)|(compile)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +41,7 @@ class RolloutMode:
     refresh_steps: int | None = None
     cuda_graph: bool = False
     precision: str = "float64"
+    compile: bool = False
 
     def settings(self) -> dict[str, object]:
         """The ``SamplerConfig`` fields this mode sets, under the config's field names."""
@@ -47,6 +51,7 @@ class RolloutMode:
             "cache_refresh_steps": self.refresh_steps,
             "cuda_graph": self.cuda_graph,
             "precision": self.precision,
+            "compile": self.compile,
         }
 
     def changed_settings(self) -> dict[str, object]:
@@ -60,15 +65,15 @@ class RolloutMode:
 def parse_mode(name: str) -> RolloutMode:
     """``RolloutMode`` of a name such as ``dual+threshold0.9``; ``ValueError`` if malformed."""
     cache, threshold, refresh, graph, seen = None, None, None, False, set()
-    precision = "float64"
+    precision, compile_forward = "float64", False
     for part in name.split("+"):
         match = _PART.fullmatch(part)
         if match is None:
             raise ValueError(
                 f"unknown part {part!r} of mode {name!r}: expected exact, prefix, dual, "
-                "threshold<tau>, refresh<k>, graph or f32"
+                "threshold<tau>, refresh<k>, graph, f32 or compile"
             )
-        kind = match.group(1) or match.group(4) or match.group(5)
+        kind = match.group(1) or match.group(4) or match.group(5) or match.group(6)
         kind = kind or ("threshold" if match.group(2) else "refresh")
         key = "cache" if kind in ("exact", "prefix", "dual") else kind
         if key in seen:
@@ -80,6 +85,8 @@ def parse_mode(name: str) -> RolloutMode:
             graph = True
         elif kind == "f32":
             precision = "float32"
+        elif kind == "compile":
+            compile_forward = True
         elif kind == "threshold":
             threshold = float(match.group(2))
         else:
@@ -89,7 +96,7 @@ def parse_mode(name: str) -> RolloutMode:
     if graph and cache != "dual":
         raise ValueError(f"mode {name!r}: graph needs dual")
     cache = "none" if cache in (None, "exact") else cache
-    return RolloutMode(name, cache, threshold, refresh, graph, precision)
+    return RolloutMode(name, cache, threshold, refresh, graph, precision, compile_forward)
 
 
 def mode_argument(name: str) -> RolloutMode:

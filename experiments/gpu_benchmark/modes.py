@@ -63,15 +63,16 @@ def rollout(policy, prompts: torch.Tensor, config: SamplerConfig, seed: int):
         return policy(x, logits_to_keep=block)
 
     counter = _Counting(build_block_model(policy, None, config.cache, config.cuda_graph))
-    out = generate(
-        block_logits,
-        prompts,
-        policy.mask_token_id,
-        config,
-        generator,
-        windowed=True,
-        block_model=counter if config.cache != "none" else None,
-    )
+    with sampling_forward(policy.model, config.compile):
+        out = generate(
+            block_logits,
+            prompts,
+            policy.mask_token_id,
+            config,
+            generator,
+            windowed=True,
+            block_model=counter if config.cache != "none" else None,
+        )
     return out[:, prompts.shape[1] :], counter
 
 
@@ -123,6 +124,7 @@ def measure_mode(
     device = prompts.device
     cuda = device.type == "cuda"
     config = mode.config(base)
+    compile = compile or config.compile  # --compile-modes, or the mode's own ``compile`` part
     rows = prompts.shape[0]
     row = {
         "mode": mode.name,
@@ -209,7 +211,7 @@ def measure_modes(
                 warmup_steps_per_block=warmup_steps_per_block,
             )
             measured.append((row, responses))
-            baseline = mode.cache == "none" and mode.threshold is None and not compile
+            baseline = mode.cache == "none" and mode.threshold is None and not row["compile"]
             if baseline and mode.precision == "float64" and exact is None:
                 exact = (row, responses)
             on_row(row)

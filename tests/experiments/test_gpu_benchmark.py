@@ -77,7 +77,8 @@ def test_cpu_rollout_modes_rows_speedup_and_a_cache_refreshed_every_step(tmp_pat
             "--compare-steps", "0", "--rollout-mode-steps", "4", "--n-t", "--old-pass-n-t",
             "--group-size", "4", "--rollout-rows", "4", "8", "--likelihood-s", "2.0",
             "--rollout-modes", "exact", "prefix+refresh1", "dual+threshold0.9", "dual+graph",
-            "--compile-modes", "dual", "--profile-modes", "dual+graph", "--out", str(out),
+            "exact+compile", "--compile-modes", "dual", "--profile-modes", "dual+graph",
+            "--out", str(out),
         ]
     )  # fmt: skip
     assert not (out / "likelihood.csv").exists()
@@ -85,7 +86,7 @@ def test_cpu_rollout_modes_rows_speedup_and_a_cache_refreshed_every_step(tmp_pat
         rows = {(r["mode"], r["compile"], int(r["rows"])): r for r in csv.DictReader(f)}
     names = ["exact", "prefix+refresh1", "dual+threshold0.9", "dual+graph", "dual"]
     assert set(rows) == {(m, "False", n) for m in names for n in (4, 8)} | {
-        ("dual", "True", n) for n in (4, 8)
+        (m, "True", n) for m in ("dual", "exact+compile") for n in (4, 8)
     }
     for n in (4, 8):
         assert float(rows["exact", "False", n]["speedup_vs_exact"]) == 1.0
@@ -100,6 +101,8 @@ def test_cpu_rollout_modes_rows_speedup_and_a_cache_refreshed_every_step(tmp_pat
         assert 0 < float(fast["rollout_fraction_of_step"]) < 1
         assert float(fast["likelihood_s"]) == 2.0 * n / 8  # measured for 2 prompts x 4
         assert rows["dual", "True", n]["status"].startswith("error: RuntimeError: simulated")
+        # A mode's own compile part is a compiled row too, and never the eager baseline.
+        assert rows["exact+compile", "True", n]["status"].startswith("error: RuntimeError")
         # Off CUDA the graphed dual cache runs its static step eagerly: the dual cache's tokens.
         assert rows["dual+graph", "False", n]["status"] == "ok"
         for column in ("forwards", "tokens_differ_vs_exact"):

@@ -22,8 +22,11 @@ def test_mode_names_parse_into_sampler_settings():
     assert exact.precision == "float64"
     single = parse_mode("dual+graph+f32").config(base)
     assert (single.cache, single.cuda_graph, single.precision) == ("dual", True, "float32")
+    compiled = parse_mode("threshold0.9+f32+compile").config(base)
+    assert (compiled.threshold, compiled.precision, compiled.compile) == (0.9, "float32", True)
+    assert not exact.compile
     bad_names = ("fast", "prefix+dual", "exact+refresh1", "threshold", "prefix+graph", "graph")
-    for bad in (*bad_names, "dual+f32+f32", "f16"):
+    for bad in (*bad_names, "dual+f32+f32", "f16", "compile+compile", "compiled"):
         with pytest.raises(ValueError):
             parse_mode(bad)
 
@@ -44,9 +47,10 @@ def test_mode_argument_turns_a_malformed_name_into_an_argparse_error():
 
 def test_changed_settings_are_the_config_fields_a_mode_moves_off_their_defaults():
     assert parse_mode("exact").changed_settings() == {}
-    assert parse_mode("dual+refresh4+f32+graph").changed_settings() == {
+    assert parse_mode("dual+refresh4+f32+graph+compile").changed_settings() == {
         "cache": "dual",
         "cache_refresh_steps": 4,
         "cuda_graph": True,
         "precision": "float32",
+        "compile": True,
     }
