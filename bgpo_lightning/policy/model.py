@@ -61,12 +61,17 @@ def make_bidirectional(model: nn.Module) -> nn.Module:
     """Turns off the causal mask of every attention layer of a transformers decoder.
 
     transformers' SDPA/flash paths honour ``module.is_causal``; with no padding mask they then
-    run the fused non-causal kernel. Models with their own masking (LLaDA's remote code) have
-    no such flag and are left as they are.
+    run the fused non-causal kernel. That alone holds only where transformers skips building a
+    mask: under ``torch.compile`` (torch < 2.14) it builds one, causal unless
+    ``config.is_causal`` is False, which makes it build a bidirectional one instead. Models
+    with their own masking (LLaDA's remote code) have no such flag and are left as they are.
     """
     for module in model.modules():
         if hasattr(module, "is_causal") and hasattr(module, "q_proj"):
             module.is_causal = False
+            config = getattr(model, "config", None)
+            if config is not None:
+                config.is_causal = False
     return model
 
 

@@ -26,6 +26,7 @@ def set_causal(policy: DiffusionLM, causal: bool) -> DiffusionLM:
     assert len(layers) == TINY.num_layers
     for layer in layers:
         layer.is_causal = causal
+    policy.model.config.is_causal = causal  # transformers builds its mask from this one
     return policy
 
 
@@ -62,6 +63,28 @@ def test_built_model_is_bidirectional_and_a_causal_one_is_not():
         assert (causal(x)[:, -1] - causal(last_token_changed(x))[:, -1]).abs().max() > 1e-6
     make_bidirectional(causal.model)
     assert first_logits_move(causal, x) > 1e-6
+
+
+def test_a_compiled_forward_stays_bidirectional():
+    # Under dynamo, transformers builds the attention mask the eager path skips; only
+    # config.is_causal = False makes that mask bidirectional. The eager backend traces the
+    # same way and compiles nothing, so the logits must match eager's exactly.
+    policy = tiny_policy().eval()
+    model = policy.model
+    x = random_sequences(2, 5, 6)
+    window = slice(2, 5)  # a tensor logits_to_keep, as the sampler asks
+    with torch.no_grad():
+        eager = policy(x, logits_to_keep=window)
+        moved = first_logits_move(policy, x)
+        torch._dynamo.reset()
+        model.forward = torch.compile(model.forward, backend="eager")
+        try:
+            assert torch.equal(policy(x, logits_to_keep=window), eager)
+            assert first_logits_move(policy, x) == pytest.approx(moved)
+        finally:
+            del model.forward
+            torch._dynamo.reset()
+    assert model.config.is_causal is False
 
 
 def test_left_padding_matches_unpadded_logits_and_ignores_pad_values():
