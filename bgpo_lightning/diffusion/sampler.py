@@ -75,9 +75,9 @@ class SamplerConfig:
         compile: Run the model's forward through ``torch.compile`` while sampling
             (``policy.compiled_forward``; the training forward stays eager). It compiles once
             per input shape, so the first rollouts pay for it. The same distribution up to
-            the rounding of fused kernels; 1.36x the exact sampler at 1B on an H200
-            (docs/benchmarks.md). This module's ``generate`` takes a model function and
-            ignores it: ``DiffusionPolicyModule.sample`` applies it.
+            the rounding of fused kernels (docs/benchmarks.md has its speed). This module's
+            ``generate`` takes a model function and ignores it:
+            ``DiffusionPolicyModule.sample`` applies it.
     """
 
     gen_length: int = 16
