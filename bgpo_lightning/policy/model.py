@@ -66,12 +66,11 @@ def make_bidirectional(model: nn.Module) -> nn.Module:
     ``config.is_causal`` is False, which makes it build a bidirectional one instead. Models
     with their own masking (LLaDA's remote code) have no such flag and are left as they are.
     """
-    for module in model.modules():
-        if hasattr(module, "is_causal") and hasattr(module, "q_proj"):
-            module.is_causal = False
-            config = getattr(model, "config", None)
-            if config is not None:
-                config.is_causal = False
+    layers = [m for m in model.modules() if hasattr(m, "is_causal") and hasattr(m, "q_proj")]
+    for layer in layers:
+        layer.is_causal = False
+    if layers and getattr(model, "config", None) is not None:
+        model.config.is_causal = False
     return model
 
 
