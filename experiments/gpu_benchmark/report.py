@@ -53,7 +53,8 @@ def read_csv(path: Path) -> list[dict]:
     return rows
 
 
-def _cell(value, digits: int) -> str:
+def cell(value, digits: int) -> str:
+    """A table cell: a float to ``digits`` places ("–" for NaN), anything else as text."""
     if isinstance(value, float):
         return "–" if math.isnan(value) else f"{value:.{digits}f}"
     return str(value)
@@ -66,10 +67,10 @@ def markdown_table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = [
-        f"| {r['case']} | {r['n_t']} | {r['status']} | {_cell(r['peak_gib'], 1)} | "
-        f"{_cell(r['likelihood_s'], 2)} | {_cell(r['likelihood_s_per_sample'], 3)} | "
-        f"{_cell(r['mfu'], 2)} | {_cell(r.get('rollout_s', math.nan), 2)} | "
-        f"{_cell(r['step_s'], 2)} |"
+        f"| {r['case']} | {r['n_t']} | {r['status']} | {cell(r['peak_gib'], 1)} | "
+        f"{cell(r['likelihood_s'], 2)} | {cell(r['likelihood_s_per_sample'], 3)} | "
+        f"{cell(r['mfu'], 2)} | {cell(r.get('rollout_s', math.nan), 2)} | "
+        f"{cell(r['step_s'], 2)} |"
         for r in rows
     ]
     return header + "\n".join(lines) + "\n"
@@ -166,12 +167,12 @@ def mode_table(rows: list[dict], group_size: int) -> str:
         lines.append(
             f"| {r['mode']} | {'yes' if r['compile'] else 'no'} | {r['rows']} | "
             f"{r['gen_length']} | {r['block_length']} | {r['steps']} | {r['status']} | "
-            f"{_cell(r.get('seconds', math.nan), 3)} | {_cell(r.get('tok_s', math.nan), 0)} | "
-            f"{_cell(r['speedup_vs_exact'], 2)} | {forwards} | "
-            f"{_cell(r.get('peak_gib', math.nan), 1)} | "
-            f"{_cell(r.get('groups_with_duplicate', math.nan), 2)} | "
-            f"{_cell(r['tokens_differ_vs_exact'], 3)} | "
-            f"{_cell(r['rollout_fraction_of_step'], 2)} |"
+            f"{cell(r.get('seconds', math.nan), 3)} | {cell(r.get('tok_s', math.nan), 0)} | "
+            f"{cell(r['speedup_vs_exact'], 2)} | {forwards} | "
+            f"{cell(r.get('peak_gib', math.nan), 1)} | "
+            f"{cell(r.get('groups_with_duplicate', math.nan), 2)} | "
+            f"{cell(r['tokens_differ_vs_exact'], 3)} | "
+            f"{cell(r['rollout_fraction_of_step'], 2)} |"
         )
     notes = (
         "\nSeconds of one rollout after a warm-up rollout, CUDA-synchronised. Speed-up and "

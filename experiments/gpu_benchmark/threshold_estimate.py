@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from experiments.gpu_benchmark.report import cell
 from experiments.sampler_modes import parse_mode
 
 
@@ -109,10 +109,6 @@ def estimates(benchmark_csv: Path, accuracy_csvs: list[Path]) -> list[Estimate]:
     return out
 
 
-def _cell(value: float, digits: int) -> str:
-    return "–" if math.isnan(value) else f"{value:.{digits}f}"
-
-
 def table(rows: list[Estimate]) -> str:
     """Markdown table of the estimates."""
     lines = [
@@ -126,7 +122,7 @@ def table(rows: list[Estimate]) -> str:
             f"| {e.mode} | {'yes' if e.compiled else 'no'} | {e.rows} | {e.timed_s:.3f} | "
             f"{e.source} | {e.forward_ratio:.2f} | {100 * e.accuracy_diff:+.1f} | "
             f"{100 * e.reward_diff:+.1f} | {e.seconds:.3f} | {e.speedup:.2f} | "
-            f"{_cell(e.fraction_of_step, 2)} |"
+            f"{cell(e.fraction_of_step, 2)} |"
         )
     return "\n".join(lines) + "\n"
 
