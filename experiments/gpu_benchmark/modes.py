@@ -20,7 +20,7 @@ from bgpo_lightning.diffusion.sampler import SamplerConfig, generate
 from bgpo_lightning.policy.block_models import build_block_model
 from bgpo_lightning.policy.compiled_forward import compiled_forward as sampling_forward
 from bgpo_lightning.policy.compiled_forward import drop_compiled_forward
-from experiments.sampler_modes import RolloutMode
+from experiments.sampler_modes import RolloutMode, parse_mode
 
 
 class _Counting:
@@ -211,19 +211,32 @@ def measure_modes(
                 warmup_steps_per_block=warmup_steps_per_block,
             )
             measured.append((row, responses))
-            baseline = mode.cache == "none" and mode.threshold is None and not row["compile"]
-            if baseline and mode.precision == "float64" and exact is None:
+            if exact is None and is_exact_baseline(row):
                 exact = (row, responses)
             on_row(row)
         for row, responses in measured:
             _compare(row, responses, exact)
-            scaled = likelihood_s * rows / likelihood_rows
-            row["likelihood_s"] = scaled
-            row["rollout_fraction_of_step"] = row.get("seconds", math.nan) / (
-                row.get("seconds", math.nan) + scaled
-            )
+            add_step_fraction(row, likelihood_s, likelihood_rows)
             rows_out.append(row)
     return rows_out
+
+
+def is_exact_baseline(row: dict) -> bool:
+    """Whether a row is the eager exact sampler (no cache, fixed schedule, float64), which the
+    speed-ups of the other modes at the same rows are measured against."""
+    mode = parse_mode(row["mode"])
+    plain = mode.cache == "none" and mode.threshold is None and mode.precision == "float64"
+    return plain and not row["compile"]
+
+
+def add_step_fraction(row: dict, likelihood_s: float, likelihood_rows: int) -> None:
+    """The row's share of a BGPO step: its rollout seconds over those plus the likelihood
+    phase (n_t = 16, ``likelihood_s`` for ``likelihood_rows`` responses) scaled linearly to
+    the row's count; NaN where either is unknown."""
+    scaled = likelihood_s * row["rows"] / likelihood_rows
+    seconds = row.get("seconds", math.nan)
+    row["likelihood_s"] = scaled
+    row["rollout_fraction_of_step"] = seconds / (seconds + scaled)
 
 
 def _compare(row: dict, responses: torch.Tensor | None, exact) -> None:
