@@ -399,11 +399,15 @@ def run_modes(args, policy: DiffusionLM, likelihood_rows: list[dict]) -> None:
         likelihood_s=math.nan if likelihood_s is None else likelihood_s,
         likelihood_rows=rows_per_step,
         on_row=lambda row: print(json.dumps(row), flush=True),
+        on_finished=lambda rows: write_mode_files(rows, args.out, args.group_size),
     )
-    write_mode_csv(rows, args.out / "rollout_modes.csv")
-    table = mode_table(rows, args.group_size)
-    (args.out / "rollout_modes.md").write_text(table)
-    print(table, flush=True)
+    print(mode_table(rows, args.group_size), flush=True)
+
+
+def write_mode_files(rows: list[dict], out: Path, group_size: int) -> None:
+    """``rollout_modes.csv`` and ``rollout_modes.md`` of the rows finished so far."""
+    write_mode_csv(rows, out / "rollout_modes.csv")
+    (out / "rollout_modes.md").write_text(mode_table(rows, group_size))
 
 
 def run_mode_profiles(args, policy: DiffusionLM) -> None:

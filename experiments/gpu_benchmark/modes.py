@@ -184,6 +184,7 @@ def measure_modes(
     likelihood_s: float,
     likelihood_rows: int,
     on_row: Callable[[dict], None] = lambda row: None,
+    on_finished: Callable[[list[dict]], None] = lambda rows: None,
 ) -> list[dict]:
     """Rows of every ``(mode, compiled)`` at every batch size, with the comparisons to exact.
 
@@ -192,13 +193,15 @@ def measure_modes(
         likelihood_s: Seconds of BGPO's likelihood phase (n_t = 16) for ``likelihood_rows``
             responses, scaled linearly to each row count; NaN leaves the step fraction empty.
         on_row: Called with each row as soon as it is measured.
+        on_finished: Called with every finished row so far (compared with exact, in order)
+            whenever more are finished, so that a run stopped by a time limit keeps its table.
     """
     device = next(policy.parameters()).device
     rows_out = []
     for rows in rows_list:
         prompts = group_prompts(rows, group_size, prompt_length, policy.mask_token_id, device)
         exact = None
-        measured = []
+        pending = []  # measured, waiting for the exact row to be compared with
         for mode, compile in modes:
             row, responses = measure_mode(
                 policy,
@@ -210,15 +213,29 @@ def measure_modes(
                 seed=seed,
                 warmup_steps_per_block=warmup_steps_per_block,
             )
-            measured.append((row, responses))
+            pending.append((row, responses))
             if exact is None and is_exact_baseline(row):
                 exact = (row, responses)
             on_row(row)
-        for row, responses in measured:
-            _compare(row, responses, exact)
-            add_step_fraction(row, likelihood_s, likelihood_rows)
-            rows_out.append(row)
+            if exact is not None:
+                rows_out += _finished(pending, exact, likelihood_s, likelihood_rows)
+                on_finished(list(rows_out))
+        if pending:  # no exact row at this count: their comparisons stay empty
+            rows_out += _finished(pending, None, likelihood_s, likelihood_rows)
+            on_finished(list(rows_out))
     return rows_out
+
+
+def _finished(pending: list, exact, likelihood_s: float, likelihood_rows: int) -> list[dict]:
+    """The pending ``(row, responses)`` compared with ``exact`` and given their step share;
+    empties ``pending``."""
+    rows = []
+    for row, responses in pending:
+        _compare(row, responses, exact)
+        add_step_fraction(row, likelihood_s, likelihood_rows)
+        rows.append(row)
+    pending.clear()
+    return rows
 
 
 def is_exact_baseline(row: dict) -> bool:

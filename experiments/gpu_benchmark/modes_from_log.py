@@ -1,8 +1,9 @@
 """``rollout_modes.csv`` and ``rollout_modes.md`` rebuilt from a benchmark run's printed output.
 
-A run stopped by its time limit (a compile that outlasts the device call, say) never writes
-its CSV, but it has printed each mode's row as soon as it was measured, after the run's system
-block and any likelihood rows. This rebuilds the table from that log:
+The benchmark now rewrites its table after every finished row. Runs from before that, stopped
+by their time limit (a compile that outlasted the device call), left no CSV, but they printed
+each mode's row as soon as it was measured, after the run's system block and any likelihood
+rows. This rebuilds the table from such a log:
 
     python -m experiments.gpu_benchmark.modes_from_log docs/benchmarks/mode_matrix_8b/log.txt \\
         --out docs/benchmarks/mode_matrix_8b

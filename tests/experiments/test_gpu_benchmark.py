@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from experiments.gpu_benchmark import __main__ as bench
-from experiments.gpu_benchmark import likelihood
+from experiments.gpu_benchmark import likelihood, modes
 from experiments.gpu_benchmark.report import read_csv
 from experiments.gpu_benchmark.shapes import SHAPES
 
@@ -111,6 +111,39 @@ def test_cpu_rollout_modes_rows_speedup_and_a_cache_refreshed_every_step(tmp_pat
     assert "== dual+graph: 4 rows" in profile and "device busy" in profile
     table = (out / "rollout_modes.md").read_text()
     assert table.count("\n| dual+threshold0.9 | no |") == 2
+
+
+def test_a_run_stopped_mid_way_keeps_the_rows_finished_so_far(tmp_path, monkeypatch):
+    # A device call's time limit kills the run; what it finished must be on disk, compared.
+    measure = modes.measure_mode
+    calls = []
+
+    def stopped_at_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # stands in for the shell timeout's signal
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(modes, "measure_mode", stopped_at_the_third)
+    out = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(
+            [
+                "--device", "cpu", "--shape", "tiny", "--prompt-length", "4",
+                "--response-length", "8", "--block-length", "4", "--rollout-steps", "0",
+                "--compare-steps", "0", "--rollout-mode-steps", "4", "--n-t", "--old-pass-n-t",
+                "--group-size", "4", "--rollout-rows", "4", "--likelihood-s", "2.0",
+                "--rollout-modes", "dual", "exact", "prefix", "--out", str(out),
+            ]
+        )  # fmt: skip
+    with (out / "rollout_modes.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    # dual was measured before exact, and compared once exact was there.
+    assert [r["mode"] for r in rows] == ["dual", "exact"]
+    assert float(rows[1]["speedup_vs_exact"]) == 1.0
+    assert float(rows[0]["speedup_vs_exact"]) > 0
+    assert 0 <= float(rows[0]["tokens_differ_vs_exact"]) <= 1
+    assert "| dual | no | 4 |" in (out / "rollout_modes.md").read_text()
 
 
 def test_cpu_variants_gradient_checkpointing_and_lora(tmp_path):
