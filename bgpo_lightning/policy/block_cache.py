@@ -71,6 +71,8 @@ class BlockKVCache:
         mode: ``"prefix"`` or ``"dual"`` (see the module docstring).
     """
 
+    serves_shifted_logits = False  # for subclasses with their own refresh or step
+
     def __init__(
         self,
         policy: DiffusionLM,
@@ -83,10 +85,12 @@ class BlockKVCache:
         self.mode = mode
         self.attention_mask = attention_mask
         self.shift = 1 if policy.shifted_logits else 0
-        if self.shift and (type(self).refresh, type(self).step) != (
+        overridden = (type(self).refresh, type(self).step) != (
             BlockKVCache.refresh,
             BlockKVCache.step,
-        ):
+        )
+        # A subclass with its own refresh or step must say it honours the shift.
+        if self.shift and overridden and not type(self).serves_shifted_logits:
             raise ValueError(f"{type(self).__name__} cannot serve shifted logits (Dream)")
         parameters = forward_parameters(self.model)
         # transformers 5 renamed `past_key_values` to `cache` (the old name still works a while).

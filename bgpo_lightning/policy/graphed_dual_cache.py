@@ -9,7 +9,9 @@ per rollout as a CUDA graph and replayed: a cached step of a small model is othe
 by launching its few hundred small kernels from Python, not by the GPU's work.
 
 The arithmetic is ``BlockKVCache(mode="dual")``'s, in the same order, so both give the same
-logits; off CUDA the same static step runs eagerly.
+logits; off CUDA the same static step runs eagerly. For a policy with shifted logits (Dream) the
+step's queries are the block and the position before it, as in ``BlockKVCache``, so every block
+after the first prompt token has the same shapes too.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class GraphedDualCache(BlockKVCache):
             same static step eagerly.
     """
 
+    serves_shifted_logits = True
+
     def __init__(
         self,
         policy: DiffusionLM,
@@ -79,33 +83,42 @@ class GraphedDualCache(BlockKVCache):
         self._cache: _StaticContext | None = None
         self._captured: torch.cuda.CUDAGraph | None = None
         self._logits: torch.Tensor | None = None
+        self._width = 0  # the block's length
 
     @staticmethod
-    def _indices(length: int, start: int, end: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The block's positions, and the context's in ``BlockKVCache``'s order (before, after)."""
-        block = torch.arange(start, end, device=device)
+    def _indices(length: int, first: int, end: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's query positions ``[first, end)``, and the context's in ``BlockKVCache``'s
+        order (before, after)."""
+        queries = torch.arange(first, end, device=device)
         context = torch.cat(
-            [torch.arange(start, device=device), torch.arange(end, length, device=device)]
+            [torch.arange(first, device=device), torch.arange(end, length, device=device)]
         )
-        return block, context
+        return queries, context
 
     def refresh(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """Runs the full sequence, refills the context buffers, returns the block's logits."""
+        if start < self.shift:
+            raise ValueError("a shifted policy's graphed dual cache needs a token before the block")
         keep, positions = self._keep_and_positions(x)
-        block, context = self._indices(x.shape[1], start, end, x.device)
+        queries, context = self._indices(x.shape[1], self._first_query(start), end, x.device)
         if self._static and self._static["x"].shape != x.shape:
             raise ValueError(f"sequence shape changed from {tuple(self._static['x'].shape)}")
+        if self._static and self._static["queries"].shape != queries.shape:
+            raise ValueError(f"block length changed from {self._width} to {end - start}")
         if not self._static:
-            self._static = {"x": torch.empty_like(x), "block": block, "context": context}
+            self._static = {"x": torch.empty_like(x), "queries": queries, "context": context}
             self._cache = _StaticContext(self._static["context"])
+            self._width = end - start
         # In place: the captured step reads these addresses.
-        self._static["block"].copy_(block)
+        self._static["queries"].copy_(queries)
         self._static["context"].copy_(context)
-        self._set_static("positions", positions.index_select(1, block))
-        key_mask = torch.cat([keep.index_select(1, context), keep.index_select(1, block)], dim=1)
+        self._set_static("positions", positions.index_select(1, queries))
+        key_mask = torch.cat([keep.index_select(1, context), keep.index_select(1, queries)], 1)
         self._set_static("key_mask", key_mask)
         self._cache.recording = True
-        logits = self._run(x, positions, keep, self._cache, block)
+        logits = self._run(
+            x, positions, keep, self._cache, self._logit_sources(start, end, x.device)
+        )
         self._cache.recording = False
         self._block = (start, end)
         return logits
@@ -119,8 +132,9 @@ class GraphedDualCache(BlockKVCache):
     def _static_step(self) -> torch.Tensor:
         """The step's forward, reading only the static buffers."""
         static = self._static
-        ids = static["x"].index_select(1, static["block"])
-        block = torch.arange(ids.shape[1], device=ids.device)
+        ids = static["x"].index_select(1, static["queries"])
+        # The block's logits are the first `width` queries' outputs, shifted or not.
+        block = torch.arange(self._width, device=ids.device)
         return self._run(ids, static["positions"], static["key_mask"], self._cache, block)
 
     def step(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:

@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers import Qwen2ForCausalLM
 
+from bgpo_lightning.diffusion.sampler import SamplerConfig, generate
 from bgpo_lightning.policy import (
     BlockKVCache,
     DiffusionLM,
@@ -20,6 +21,8 @@ from bgpo_lightning.policy import (
     build_policy,
     load_pretrained,
 )
+from bgpo_lightning.policy.block_models import build_block_model
+from bgpo_lightning.policy.graphed_dual_cache import GraphedDualCache
 from tests.policy.reference_decoder import Block, decoder_outputs, random_tensors, write_checkpoint
 
 HIDDEN, HEADS, KV_HEADS, LAYERS, MLP = 32, 4, 2, 2, 48  # grouped-query: 2 heads per key/value
@@ -293,6 +296,48 @@ def test_block_cache_serves_the_shifted_logits(dream, mode, start):
             changed = ids.clone()
             changed[:, start - 1] = 50
             assert not torch.equal(cache.step(changed, start, end), before)
+
+
+def test_the_graphed_dual_cache_serves_the_dual_caches_shifted_logits(dream):
+    _, _, policy, tokenizer = dream
+    ids, mask, _ = padded_batch([14, 12, 13], tokenizer.pad_token_id)
+    dual = BlockKVCache(policy, mask, "dual")
+    graphed = GraphedDualCache(policy, mask, graph=False)  # the captured step, run eagerly
+    x = ids.clone()
+    with torch.no_grad():
+        for start in (5, 9):
+            end = start + 4
+            torch.testing.assert_close(
+                graphed.refresh(x, start, end), dual.refresh(x, start, end), rtol=0, atol=0
+            )
+            for token in range(2):
+                # The block and the position before it, which is rerun, change between steps.
+                x[:, start + token] = 40 + token
+                x[:, start - 1] = 50 + token
+                torch.testing.assert_close(
+                    graphed.step(x, start, end), dual.step(x, start, end), rtol=0, atol=0
+                )
+        with pytest.raises(ValueError, match="token before the block"):
+            graphed.refresh(x, 0, 4)
+
+
+@pytest.mark.parametrize("threshold", [None, 0.5])
+def test_a_shifted_policys_rollout_is_the_same_through_the_graphed_cache(dream, threshold):
+    _, _, policy, tokenizer = dream
+    ids, mask, _ = padded_batch([7, 5, 6], tokenizer.pad_token_id)
+    config = SamplerConfig(
+        gen_length=8, block_length=4, steps=8, temperature=0.8, threshold=threshold, cache="dual"
+    )
+    full_mask = torch.cat([mask, mask.new_ones(mask.shape[0], config.gen_length)], dim=1)
+    rollouts = []
+    for cuda_graph in (False, True):
+        block_model = build_block_model(policy, full_mask, "dual", cuda_graph)
+        generator = torch.Generator().manual_seed(3)
+        rollouts.append(
+            generate(None, ids, policy.mask_token_id, config, generator, block_model=block_model)
+        )
+    assert not (rollouts[0] == policy.mask_token_id).any()
+    assert torch.equal(rollouts[1], rollouts[0])
 
 
 def test_a_block_cache_that_would_not_shift_refuses(dream):

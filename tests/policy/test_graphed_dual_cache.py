@@ -112,6 +112,8 @@ def test_misuse_is_reported(policy: DiffusionLM) -> None:
         unpadded.refresh(x, PROMPT, PROMPT + BLOCK)
         with pytest.raises(ValueError, match="shape"):
             unpadded.refresh(x[:, 1:], PROMPT, PROMPT + BLOCK)
+        with pytest.raises(ValueError, match="block length changed from 4 to 2"):
+            unpadded.refresh(x, PROMPT, PROMPT + 2)
     with pytest.raises(ValueError, match="dual"):
         build_block_model(policy, full_mask, "prefix", cuda_graph=True)
     with pytest.raises(ValueError, match="dual"):
