@@ -16,6 +16,7 @@ from bgpo_lightning.policy import (
     build_policy,
     merged_model,
 )
+from bgpo_lightning.policy.compiled_forward import compiled_forward, drop_compiled_forward
 from bgpo_lightning.policy.lora import DEFAULT_TARGETS, add_lora
 from tests.helpers import TINY, random_sequences, tiny_policy
 
@@ -55,6 +56,30 @@ def test_disabling_the_adapter_gives_the_base_model():
     with adapter_disabled(policy):
         torch.testing.assert_close(policy(ids), base, rtol=0, atol=1e-12)
     torch.testing.assert_close(policy(ids), adapted, rtol=0, atol=0)  # back on afterwards
+
+
+def test_the_compiled_sampling_forward_runs_the_adapter(monkeypatch):
+    # SamplerConfig.compile wraps the peft model's forward; dynamo must trace the adapter in.
+    # The eager backend traces as inductor would and compiles nothing, so logits match exactly.
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend="eager"))
+    ids = random_sequences(2, 4, 8)
+    base = tiny_policy(seed=0)(ids, logits_to_keep=slice(4, 8)).detach()
+    policy = trained_lora_policy(seed=0).eval()
+    torch._dynamo.reset()
+    try:
+        with torch.no_grad():
+            eager = policy(ids, logits_to_keep=slice(4, 8))
+            with compiled_forward(policy.model):
+                compiled = policy(ids, logits_to_keep=slice(4, 8))
+                with adapter_disabled(policy):
+                    compiled_base = policy(ids, logits_to_keep=slice(4, 8))
+    finally:
+        drop_compiled_forward(policy.model)
+        torch._dynamo.reset()
+    torch.testing.assert_close(compiled, eager, rtol=0, atol=0)
+    torch.testing.assert_close(compiled_base, base, rtol=0, atol=1e-12)
+    assert (compiled - base).abs().max() > 1e-3
 
 
 def test_merged_copy_is_a_plain_model_with_the_same_logits():
