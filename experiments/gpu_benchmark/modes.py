@@ -20,7 +20,8 @@ from bgpo_lightning.diffusion.sampler import SamplerConfig, generate
 from bgpo_lightning.policy.block_models import build_block_model
 from bgpo_lightning.policy.compiled_forward import compiled_forward as sampling_forward
 from bgpo_lightning.policy.compiled_forward import drop_compiled_forward
-from experiments.sampler_modes import RolloutMode, parse_mode
+from experiments.gpu_benchmark.mode_rows import add_step_fraction, is_exact_baseline, speedup_over
+from experiments.sampler_modes import RolloutMode
 
 
 class _Counting:
@@ -238,32 +239,12 @@ def _finished(pending: list, exact, likelihood_s: float, likelihood_rows: int) -
     return rows
 
 
-def is_exact_baseline(row: dict) -> bool:
-    """Whether a row is the eager exact sampler (no cache, fixed schedule, float64), which the
-    speed-ups of the other modes at the same rows are measured against."""
-    mode = parse_mode(row["mode"])
-    plain = mode.cache == "none" and mode.threshold is None and mode.precision == "float64"
-    return plain and not row["compile"]
-
-
-def add_step_fraction(row: dict, likelihood_s: float, likelihood_rows: int) -> None:
-    """The row's share of a BGPO step: its rollout seconds over those plus the likelihood
-    phase (n_t = 16, ``likelihood_s`` for ``likelihood_rows`` responses) scaled linearly to
-    the row's count; NaN where either is unknown."""
-    scaled = likelihood_s * row["rows"] / likelihood_rows
-    seconds = row.get("seconds", math.nan)
-    row["likelihood_s"] = scaled
-    row["rollout_fraction_of_step"] = seconds / (seconds + scaled)
-
-
 def _compare(row: dict, responses: torch.Tensor | None, exact) -> None:
     """Speed-up over the eager exact sampler at the same rows, and the tokens that differ."""
-    row["speedup_vs_exact"] = math.nan
+    row["speedup_vs_exact"] = speedup_over(row, None if exact is None else exact[0])
     row["tokens_differ_vs_exact"] = math.nan
-    if exact is None or responses is None or exact[1] is None:
-        return
-    row["speedup_vs_exact"] = exact[0]["seconds"] / row["seconds"]
-    row["tokens_differ_vs_exact"] = float((responses != exact[1]).float().mean())
+    if exact is not None and responses is not None and exact[1] is not None:
+        row["tokens_differ_vs_exact"] = float((responses != exact[1]).float().mean())
 
 
 def device_busy_us(events) -> float:

@@ -20,7 +20,7 @@ import json
 import math
 from pathlib import Path
 
-from experiments.gpu_benchmark.modes import add_step_fraction, is_exact_baseline
+from experiments.gpu_benchmark.mode_rows import add_step_fraction, is_exact_baseline, speedup_over
 from experiments.gpu_benchmark.report import mode_table, write_mode_csv
 
 
@@ -63,12 +63,7 @@ def rebuild(system: dict, modes: list[dict], likelihood: list[dict]) -> list[dic
     rebuilt = []
     for printed in modes:
         row = dict(printed)
-        baseline = exact.get(row["rows"])
-        row["speedup_vs_exact"] = (
-            baseline["seconds"] / row["seconds"]
-            if baseline is not None and "seconds" in row
-            else math.nan
-        )
+        row["speedup_vs_exact"] = speedup_over(row, exact.get(row["rows"]))
         row["tokens_differ_vs_exact"] = math.nan
         add_step_fraction(row, likelihood_s, likelihood_rows)
         rebuilt.append(row)

@@ -27,6 +27,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from experiments.gpu_benchmark.mode_rows import is_exact_baseline
 from experiments.gpu_benchmark.report import cell
 from experiments.sampler_modes import parse_mode
 
@@ -76,7 +77,7 @@ def estimates(benchmark_csv: Path, accuracy_csvs: list[Path]) -> list[Estimate]:
     exact_s = {
         r["rows"]: float(r["seconds"])
         for r in timed
-        if r["mode"] == "exact" and r["compile"] == "False"
+        if is_exact_baseline({**r, "compile": r["compile"] == "True"})
     }
     accuracy = {path: _read(path) for path in accuracy_csvs}
     out = []
