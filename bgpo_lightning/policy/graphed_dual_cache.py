@@ -83,7 +83,6 @@ class GraphedDualCache(BlockKVCache):
         self._cache: _StaticContext | None = None
         self._captured: torch.cuda.CUDAGraph | None = None
         self._logits: torch.Tensor | None = None
-        self._width = 0  # the block's length
 
     @staticmethod
     def _indices(length: int, first: int, end: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,11 +103,10 @@ class GraphedDualCache(BlockKVCache):
         if self._static and self._static["x"].shape != x.shape:
             raise ValueError(f"sequence shape changed from {tuple(self._static['x'].shape)}")
         if self._static and self._static["queries"].shape != queries.shape:
-            raise ValueError(f"block length changed from {self._width} to {end - start}")
+            raise ValueError(f"block length changed from {self._width()} to {end - start}")
         if not self._static:
             self._static = {"x": torch.empty_like(x), "queries": queries, "context": context}
             self._cache = _StaticContext(self._static["context"])
-            self._width = end - start
         # In place: the captured step reads these addresses.
         self._static["queries"].copy_(queries)
         self._static["context"].copy_(context)
@@ -123,6 +121,10 @@ class GraphedDualCache(BlockKVCache):
         self._block = (start, end)
         return logits
 
+    def _width(self) -> int:
+        """The block's length: the step's queries less the position rerun before it."""
+        return self._static["queries"].numel() - self.shift
+
     def _set_static(self, name: str, value: torch.Tensor) -> None:
         if name in self._static:
             self._static[name].copy_(value)
@@ -134,7 +136,7 @@ class GraphedDualCache(BlockKVCache):
         static = self._static
         ids = static["x"].index_select(1, static["queries"])
         # The block's logits are the first `width` queries' outputs, shifted or not.
-        block = torch.arange(self._width, device=ids.device)
+        block = torch.arange(self._width(), device=ids.device)
         return self._run(ids, static["positions"], static["key_mask"], self._cache, block)
 
     def step(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
