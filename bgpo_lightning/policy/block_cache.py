@@ -32,11 +32,14 @@ class _ContextKeyValues:
     values and returns them unchanged (a plain forward). Afterwards it prepends the kept
     context to the new tokens' keys and values and stores nothing, so every step sees the same
     context. The context's keys come first, in the order of ``context``.
+
+    ``context`` is a tensor of positions, not slices: a compiled forward then guards on its
+    length only, which the dual cache keeps from block to block, rather than on each block's
+    bounds, which recompiled it at every block.
     """
 
-    def __init__(self, context: list[slice], context_length: int) -> None:
+    def __init__(self, context: torch.Tensor) -> None:
         self.context = context
-        self.context_length = context_length
         self.recording = True
         self.keys: dict[int, torch.Tensor] = {}
         self.values: dict[int, torch.Tensor] = {}
@@ -46,8 +49,8 @@ class _ContextKeyValues:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Called by every attention layer with its ``(B, H, T, D)`` keys and values."""
         if self.recording:
-            self.keys[layer_idx] = torch.cat([key_states[:, :, s] for s in self.context], dim=2)
-            self.values[layer_idx] = torch.cat([value_states[:, :, s] for s in self.context], 2)
+            self.keys[layer_idx] = key_states.index_select(2, self.context)
+            self.values[layer_idx] = value_states.index_select(2, self.context)
             return key_states, value_states
         return (
             torch.cat([self.keys[layer_idx], key_states], dim=2),
@@ -56,7 +59,7 @@ class _ContextKeyValues:
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         """Tokens seen before the new ones (transformers 4.x asks to place cache positions)."""
-        return 0 if self.recording else self.context_length
+        return 0 if self.recording else self.context.numel()
 
 
 class BlockKVCache:
@@ -141,8 +144,13 @@ class BlockKVCache:
         )
         return out.logits if hasattr(out, "logits") else out[0]
 
-    def _context_slices(self, length: int, start: int, end: int) -> list[slice]:
-        return [slice(0, start)] + ([slice(end, length)] if self.mode == "dual" else [])
+    def _context_positions(
+        self, length: int, start: int, end: int, device: torch.device
+    ) -> torch.Tensor:
+        before = torch.arange(start, device=device)
+        if self.mode == "prefix":
+            return before
+        return torch.cat([before, torch.arange(end, length, device=device)])
 
     def _first_query(self, start: int) -> int:
         """First position a step reruns: the block's, or the one before it for shifted logits."""
@@ -155,9 +163,8 @@ class BlockKVCache:
     def refresh(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """Runs the full sequence, keeps the context's keys/values, returns the block's logits."""
         keep, positions = self._keep_and_positions(x)
-        context = self._context_slices(x.shape[1], self._first_query(start), end)
-        length = sum(s.stop - s.start for s in context)
-        self._context = _ContextKeyValues(context, length)
+        context = self._context_positions(x.shape[1], self._first_query(start), end, x.device)
+        self._context = _ContextKeyValues(context)
         block = self._logit_sources(start, end, x.device)
         logits = self._run(x, positions, keep, self._context, block)
         self._context.recording = False
@@ -172,7 +179,7 @@ class BlockKVCache:
         keep, positions = self._keep_and_positions(x)
         first = self._first_query(start)
         stop = x.shape[1] if self.mode == "prefix" else end
-        context_mask = torch.cat([keep[:, s] for s in self._context.context], dim=1)
+        context_mask = keep.index_select(1, self._context.context)
         key_mask = torch.cat([context_mask, keep[:, first:stop]], dim=1)
         # The queries start at `first`, so the block's logits come first.
         block = self._logit_sources(start, end, x.device) - first

@@ -100,3 +100,29 @@ def test_misuse_is_reported(policy: DiffusionLM) -> None:
 
     with pytest.raises(ValueError, match="cache"):
         BlockKVCache(DiffusionLM(NoCache(), 0), mask, "prefix")
+
+
+def test_a_compiled_dual_cache_compiles_nothing_after_its_first_block(policy: DiffusionLM) -> None:
+    """Later blocks differ from the first only in their bounds, which reach the compiled forward
+    as a tensor of context positions, so they reuse the refresh's and the step's graphs."""
+    x, mask = _batch(policy)
+    graphs = []
+
+    def counting_backend(graph: torch.fx.GraphModule, example_inputs: list) -> object:
+        graphs.append(graph)
+        return graph.forward  # run the traced graph as it is
+
+    torch.compiler.reset()
+    cache = BlockKVCache(policy, mask, "dual")
+    cache.model = torch.compile(cache.model, backend=counting_backend)
+    compiled_after_first = None
+    with torch.no_grad():
+        for block in range(RESPONSE // BLOCK):
+            start = PROMPT + block * BLOCK
+            refreshed = cache.refresh(x, start, start + BLOCK)
+            stepped = cache.step(x, start, start + BLOCK)
+            torch.testing.assert_close(stepped, refreshed, rtol=0, atol=1e-10)
+            compiled_after_first = compiled_after_first or len(graphs)
+    torch.compiler.reset()
+    assert compiled_after_first > 0
+    assert len(graphs) == compiled_after_first
