@@ -116,10 +116,10 @@ def _compiled_attention_masks(policy: DiffusionLM, x: torch.Tensor, mask=None) -
     reason="checked from transformers 5.24 (the lock); 5.17 builds the mask while tracing",
 )
 def test_a_compiled_unpadded_forward_gives_attention_no_mask():
-    # Without a mask, SDPA can take its fused flash kernel. Transformers 5.17 built the
-    # all-visible mask whenever it traced, and the compiled no-cache sampler on an H200 then
-    # ran attention as float32 matrix products, 0.84x the eager speed
-    # (docs/benchmarks/mode_matrix_1b). A padded batch still needs its mask.
+    # Without a mask, SDPA can take a fused kernel; transformers 5.17 built the all-visible mask
+    # whenever it traced. (On an H200 the compiled no-cache sampler ran attention as float32
+    # matrix products with 5.24 as well, docs/benchmarks.md: no mask is needed for the fused
+    # kernel, not enough for it.) A padded batch still needs its mask.
     policy = tiny_policy().eval()
     x = random_sequences(2, 5, 6)
     unpadded = _compiled_attention_masks(policy, x, torch.ones_like(x))
