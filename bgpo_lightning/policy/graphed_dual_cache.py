@@ -84,22 +84,15 @@ class GraphedDualCache(BlockKVCache):
         self._captured: torch.cuda.CUDAGraph | None = None
         self._logits: torch.Tensor | None = None
 
-    @staticmethod
-    def _indices(length: int, first: int, end: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The step's query positions ``[first, end)``, and the context's in ``BlockKVCache``'s
-        order (before, after)."""
-        queries = torch.arange(first, end, device=device)
-        context = torch.cat(
-            [torch.arange(first, device=device), torch.arange(end, length, device=device)]
-        )
-        return queries, context
-
     def refresh(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """Runs the full sequence, refills the context buffers, returns the block's logits."""
         if start < self.shift:
             raise ValueError("a shifted policy's graphed dual cache needs a token before the block")
         keep, positions = self._keep_and_positions(x)
-        queries, context = self._indices(x.shape[1], self._first_query(start), end, x.device)
+        first = self._first_query(start)
+        # The step's queries [first, end), and the context in BlockKVCache's order.
+        queries = torch.arange(first, end, device=x.device)
+        context = self._context_positions(x.shape[1], first, end, x.device)
         if self._static and self._static["x"].shape != x.shape:
             raise ValueError(f"sequence shape changed from {tuple(self._static['x'].shape)}")
         if self._static and self._static["queries"].shape != queries.shape:
