@@ -68,7 +68,7 @@ from experiments.gpu_benchmark.report import (
     plot,
     read_csv,
     write_csv,
-    write_mode_csv,
+    write_mode_files,
 )
 from experiments.gpu_benchmark.rollout import measure_rollout, profile_rollout
 from experiments.gpu_benchmark.shapes import SHAPES
@@ -402,12 +402,6 @@ def run_modes(args, policy: DiffusionLM, likelihood_rows: list[dict]) -> None:
         on_finished=lambda rows: write_mode_files(rows, args.out, args.group_size),
     )
     print(mode_table(rows, args.group_size), flush=True)
-
-
-def write_mode_files(rows: list[dict], out: Path, group_size: int) -> None:
-    """``rollout_modes.csv`` and ``rollout_modes.md`` of the rows finished so far."""
-    write_mode_csv(rows, out / "rollout_modes.csv")
-    (out / "rollout_modes.md").write_text(mode_table(rows, group_size))
 
 
 def run_mode_profiles(args, policy: DiffusionLM) -> None:

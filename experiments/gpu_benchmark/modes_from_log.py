@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 
 from experiments.gpu_benchmark.mode_rows import add_step_fraction, is_exact_baseline, speedup_over
-from experiments.gpu_benchmark.report import mode_table, write_mode_csv
+from experiments.gpu_benchmark.report import write_mode_files
 
 
 def read_log(path: Path) -> tuple[dict, list[dict], list[dict]]:
@@ -80,10 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.log}: no mode rows printed")
     rows = rebuild(system, modes, likelihood)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_mode_csv(rows, args.out / "rollout_modes.csv")
-    table = mode_table(rows, int(system.get("args", {}).get("group_size", 8)))
-    (args.out / "rollout_modes.md").write_text(table)
-    print(table)
+    print(write_mode_files(rows, args.out, int(system.get("args", {}).get("group_size", 8))))
 
 
 if __name__ == "__main__":

@@ -154,6 +154,15 @@ def write_mode_csv(rows: list[dict], path: Path) -> None:
     write_csv(rows, path, MODE_COLUMNS)
 
 
+def write_mode_files(rows: list[dict], out: Path, group_size: int) -> str:
+    """Writes ``rollout_modes.csv`` and ``rollout_modes.md`` of the rows into ``out``; returns
+    the table."""
+    write_mode_csv(rows, out / "rollout_modes.csv")
+    table = mode_table(rows, group_size)
+    (out / "rollout_modes.md").write_text(table)
+    return table
+
+
 def mode_table(rows: list[dict], group_size: int) -> str:
     """Markdown table of the rollout modes, with what its columns mean."""
     header = (
