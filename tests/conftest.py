@@ -11,3 +11,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def compiles(monkeypatch) -> list:
+    """Stands in for torch.compile (no compiler in the loop): records what it wraps and wraps
+    it in a function that counts its calls."""
+    made = []
+
+    def fake_compile(fn, **kwargs):
+        def wrapper(*args, **kw):
+            wrapper.calls += 1
+            return fn(*args, **kw)
+
+        wrapper.calls = 0
+        made.append(wrapper)
+        return wrapper
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    return made

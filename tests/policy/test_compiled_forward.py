@@ -7,25 +7,6 @@ from torch import nn
 from bgpo_lightning.policy.compiled_forward import compiled_forward, drop_compiled_forward
 
 
-@pytest.fixture
-def compiles(monkeypatch) -> list:
-    """Stands in for torch.compile (no compiler in the loop): records what it wraps and wraps
-    it in a function that counts its calls."""
-    made = []
-
-    def fake_compile(fn, **kwargs):
-        def wrapper(*args, **kw):
-            wrapper.calls += 1
-            return fn(*args, **kw)
-
-        wrapper.calls = 0
-        made.append(wrapper)
-        return wrapper
-
-    monkeypatch.setattr(torch, "compile", fake_compile)
-    return made
-
-
 def test_calls_inside_run_the_compiled_forward_and_outside_the_eager_one(compiles):
     model = nn.Linear(3, 2)
     x = torch.randn(4, 3)
