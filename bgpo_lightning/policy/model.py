@@ -12,6 +12,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from bgpo_lightning.errors import ConfigError
+from bgpo_lightning.policy.bidirectional_sdpa import use_bidirectional_sdpa
 from bgpo_lightning.policy.diffusion_lm import forward_parameters
 from bgpo_lightning.policy.dream import is_dream_config, load_dream
 from bgpo_lightning.policy.llada import is_llada_config, load_llada
@@ -61,16 +62,18 @@ def make_bidirectional(model: nn.Module) -> nn.Module:
     """Turns off the causal mask of every attention layer of a transformers decoder.
 
     transformers' SDPA/flash paths honour ``module.is_causal``; with no padding mask they then
-    run the fused non-causal kernel. That alone holds only where transformers skips building a
-    mask: under ``torch.compile`` (torch < 2.14) it builds one, causal unless
-    ``config.is_causal`` is False, which makes it build a bidirectional one instead. Models
-    with their own masking (LLaDA's remote code) have no such flag and are left as they are.
+    run the fused non-causal kernel. Where transformers builds a mask anyway (under
+    ``torch.compile`` with torch < 2.14) ``config.is_causal = False`` makes it bidirectional,
+    and SDPA models switch to ``bidirectional_sdpa``, which leaves that all-true mask out.
+    Models with their own masking (LLaDA's remote code) have no such flag and are left as
+    they are.
     """
     layers = [m for m in model.modules() if hasattr(m, "is_causal") and hasattr(m, "q_proj")]
     for layer in layers:
         layer.is_causal = False
     if layers and getattr(model, "config", None) is not None:
         model.config.is_causal = False
+        use_bidirectional_sdpa(model)
     return model
 
 

@@ -4,7 +4,6 @@ import copy
 
 import pytest
 import torch
-import transformers
 
 from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.policy import (
@@ -86,47 +85,6 @@ def test_a_compiled_forward_stays_bidirectional():
             del model.forward
             torch._dynamo.reset()
     assert model.config.is_causal is False
-
-
-def _compiled_attention_masks(policy: DiffusionLM, x: torch.Tensor, mask=None) -> list[bool]:
-    """For each attention call of the compiled forward, whether it is given a mask."""
-    masked = []
-
-    def backend(graph_module, example_inputs):
-        for node in graph_module.graph.nodes:
-            if "scaled_dot_product_attention" in str(node.target):
-                positional = node.args[3] if len(node.args) > 3 else None
-                masked.append(node.kwargs.get("attn_mask", positional) is not None)
-        return graph_module.forward
-
-    model = policy.model
-    torch._dynamo.reset()
-    model.forward = torch.compile(model.forward, backend=backend)
-    try:
-        with torch.no_grad():
-            policy(x, attention_mask=mask)
-    finally:
-        del model.forward
-        torch._dynamo.reset()
-    return masked
-
-
-@pytest.mark.skipif(
-    tuple(int(p) for p in transformers.__version__.split(".")[:2]) < (5, 24),
-    reason="checked from transformers 5.24 (the lock); 5.17 builds the mask while tracing",
-)
-def test_a_compiled_unpadded_forward_gives_attention_no_mask():
-    # Without a mask, SDPA can take a fused kernel; transformers 5.17 built the all-visible mask
-    # whenever it traced. (On an H200 the compiled no-cache sampler ran attention as float32
-    # matrix products with 5.24 as well, docs/benchmarks.md: no mask is needed for the fused
-    # kernel, not enough for it.) A padded batch still needs its mask.
-    policy = tiny_policy().eval()
-    x = random_sequences(2, 5, 6)
-    unpadded = _compiled_attention_masks(policy, x, torch.ones_like(x))
-    assert unpadded and not any(unpadded)
-    padding = torch.ones_like(x)
-    padding[0, :2] = 0
-    assert all(_compiled_attention_masks(policy, x, padding))
 
 
 def test_left_padding_matches_unpadded_logits_and_ignores_pad_values():
