@@ -30,7 +30,9 @@ likelihood cases, and writes ``rollout_modes.csv`` and ``rollout_modes.md`` (als
                            0 sets to skip the vectorised-vs-reference rollout timing).
 --modes-warmup-steps-per-block K
                            the warm-up rollout runs K steps per block (every shape the timed
-                           rollout runs; default 2); 0 warms up with the full timed rollout.
+                           rollout runs; default 2, and at least 2 for a cache, whose first
+                           step in a block reads the refresh); 0 warms up with the full timed
+                           rollout.
 --likelihood-s S           seconds of BGPO's likelihood phase at n_t = 16 for --num-prompts x
                            --group-size rows, for the rollout's share of a step when this run
                            measures no ``bgpo`` n_t = 16 case (``--n-t`` with no value measures
@@ -162,6 +164,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=[],
         metavar="NAME",
         help="modes also timed with torch.compile of the model forward",
+    )
+    p.add_argument(
+        "--compiled-only-modes",
+        nargs="*",
+        type=mode_argument,
+        default=[],
+        metavar="NAME",
+        help="modes timed only with torch.compile (their eager rows come from another run)",
     )
     p.add_argument(
         "--compile", action="store_true", help="time every mode with and without torch.compile"
@@ -334,7 +344,7 @@ def run(args) -> None:
     (args.out / "system.json").write_text(json.dumps(system, indent=1))
     if rows:
         report(args.out)
-    if args.rollout_modes or args.compile_modes:
+    if args.rollout_modes or args.compile_modes or args.compiled_only_modes:
         run_modes(args, policy, rows)
     if args.profile_modes:
         run_mode_profiles(args, policy)
@@ -366,7 +376,8 @@ def _timed_modes(args) -> list:
     names = {m.name for m in args.compile_modes}
     modes = list(dict.fromkeys(args.rollout_modes + args.compile_modes))
     compiled = [(m, True) for m in modes if args.compile or m.name in names]
-    return [(m, False) for m in modes] + compiled
+    only = [(m, True) for m in args.compiled_only_modes if (m, True) not in compiled]
+    return [(m, False) for m in modes] + compiled + only
 
 
 def _mode_base_config(args) -> SamplerConfig:

@@ -103,7 +103,13 @@ def _synchronize(device: torch.device) -> None:
 
 def _warmup_config(config: SamplerConfig, steps_per_block: int) -> SamplerConfig:
     """The timed config with fewer steps per block: every shape of the timed rollout (a full
-    forward and a cached step per block) at a fraction of its cost; 0 keeps the timed config."""
+    forward and a cached step per block) at a fraction of its cost; 0 keeps the timed config.
+
+    A cache's first step in a block reads the refresh's logits, so a cached mode warms up with
+    at least two steps per block: with one, its step would first compile inside the timed run.
+    """
+    if config.cache != "none" and steps_per_block > 0:
+        steps_per_block = max(steps_per_block, 2)
     if steps_per_block <= 0 or steps_per_block >= config.steps_per_block:
         return config
     return dataclasses.replace(config, steps=steps_per_block * config.num_blocks)

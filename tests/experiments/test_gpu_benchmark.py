@@ -4,11 +4,13 @@ rollout modes."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import pytest
 import torch
 
+from bgpo_lightning.diffusion.sampler import SamplerConfig
 from experiments.gpu_benchmark import __main__ as bench
 from experiments.gpu_benchmark import likelihood, modes
 from experiments.gpu_benchmark.report import read_csv
@@ -213,3 +215,57 @@ def test_device_busy_counts_each_kernel_once_not_again_through_its_operator():
         event(cuda, 100.0, annotation=True),  # a user range on the device timeline
     ]
     assert device_busy_us(events) == 100.0
+
+
+def test_timed_modes_are_eager_first_then_compiled_then_compiled_only():
+    args = bench.parse_args(
+        [
+            "--shape",
+            "tiny",
+            "--rollout-modes",
+            "exact",
+            "prefix",
+            "--compile-modes",
+            "dual",
+            "--compiled-only-modes",
+            "threshold0.9",
+            "dual",
+        ]
+    )
+    timed = [(mode.name, compiled) for mode, compiled in bench._timed_modes(args)]
+    assert timed == [
+        ("exact", False),
+        ("prefix", False),
+        ("dual", False),
+        ("dual", True),
+        ("threshold0.9", True),  # no eager row: it comes from another run
+    ]
+
+
+@pytest.mark.parametrize("mode_name", ["exact", "dual"])
+def test_the_warm_up_compiles_every_graph_the_timed_rollout_runs(monkeypatch, mode_name):
+    # A cache's first step in a block reads the refresh's logits; a warm-up of one step per
+    # block never ran the cached step, which then compiled inside the timed rollout.
+    graphs = []
+
+    def counting_backend(graph, example_inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compile_(fn, backend=counting_backend))
+    shape = SHAPES["tiny"]
+    policy = bench.build_policy(shape, 256, 0, torch.device("cpu"), dtype=torch.float32)
+    prompts = modes.group_prompts(4, 2, 10, shape.mask_id, torch.device("cpu"))
+    mode = bench.mode_argument(mode_name)
+    config = mode.config(SamplerConfig(64, 32, 16, temperature=0.6))
+    config = dataclasses.replace(config, compile=True)
+    torch.compiler.reset()
+    try:
+        modes.rollout(policy, prompts, modes._warmup_config(config, 1), seed=0)
+        warmed = len(graphs)
+        modes.rollout(policy, prompts, config, seed=0)
+    finally:
+        torch.compiler.reset()
+    assert warmed > 0
+    assert len(graphs) == warmed
