@@ -24,6 +24,9 @@ likelihood cases, and writes ``rollout_modes.csv`` and ``rollout_modes.md`` (als
 --compile-modes NAME ...   also time these modes with ``torch.compile`` of the model forward
                            (each is timed with and without); a failed compile is recorded in
                            the row's status.
+--compiled-only-modes NAME ...
+                           time these modes only with ``torch.compile``, after the others
+                           (their eager rows come from another run).
 --compile                  time every mode with and without ``torch.compile``.
 --rollout-rows N ...       batch sizes to time (default: --num-prompts x --group-size).
 --rollout-mode-steps STEPS diffusion steps of the modes (default: --rollout-steps, which
