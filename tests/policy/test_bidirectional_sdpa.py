@@ -5,7 +5,7 @@ import torch
 import transformers.masking_utils
 from transformers.masking_utils import bidirectional_mask_function, causal_mask_function
 
-from bgpo_lightning.policy import DiffusionLM
+from bgpo_lightning.policy import DiffusionLM, make_bidirectional
 from bgpo_lightning.policy.bidirectional_sdpa import NAME, bidirectional_sdpa_mask
 from tests.helpers import random_sequences, tiny_policy
 
@@ -34,14 +34,14 @@ def compiled_attention_masks(policy: DiffusionLM, x: torch.Tensor, mask=None) ->
         return graph_module.forward
 
     model = policy.model
-    torch._dynamo.reset()
+    torch.compiler.reset()
     model.forward = torch.compile(model.forward, backend=backend)
     try:
         with torch.no_grad():
             policy(x, attention_mask=mask)
     finally:
         del model.forward
-        torch._dynamo.reset()
+        torch.compiler.reset()
     return masked
 
 
@@ -115,7 +115,5 @@ def test_the_mask_is_left_out_only_where_it_would_be_all_true():
 def test_a_model_on_another_attention_is_left_alone():
     policy = tiny_policy()
     policy.model.set_attn_implementation("eager")
-    from bgpo_lightning.policy import make_bidirectional
-
     make_bidirectional(policy.model)
     assert policy.model.config._attn_implementation == "eager"

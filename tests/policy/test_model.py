@@ -66,9 +66,9 @@ def test_built_model_is_bidirectional_and_a_causal_one_is_not():
 
 
 def test_a_compiled_forward_stays_bidirectional():
-    # Under dynamo, transformers builds the attention mask the eager path skips; only
-    # config.is_causal = False makes that mask bidirectional. The eager backend traces the
-    # same way and compiles nothing, so the logits must match eager's exactly.
+    # Where transformers builds a mask under dynamo (a padded batch, or transformers' own SDPA
+    # with torch < 2.14), config.is_causal = False keeps it bidirectional. The eager backend
+    # traces the same way and compiles nothing, so the logits must match eager's exactly.
     policy = tiny_policy().eval()
     model = policy.model
     x = random_sequences(2, 5, 6)
