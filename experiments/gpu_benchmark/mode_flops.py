@@ -27,13 +27,17 @@ HEADER = (
 )
 
 
+def tflop_per_forward(shape: Shape, row: dict, prompt_length: int) -> float:
+    """Model TFLOP of one forward of the whole sequence, the block's logits kept."""
+    length = prompt_length + row["gen_length"]
+    return shape.forward_flops(row["rows"], length, row["block_length"]) / 1e12
+
+
 def achieved_tflops(shape: Shape, row: dict, prompt_length: int) -> float:
     """Model TFLOPS of a timed rollout whose every forward runs the whole sequence, else NaN."""
     if row.get("status") != "ok" or row["forwards"] != row["full_forwards"]:
         return math.nan
-    length = prompt_length + row["gen_length"]
-    flops = row["forwards"] * shape.forward_flops(row["rows"], length, row["block_length"])
-    return flops / row["seconds"] / 1e12
+    return row["forwards"] * tflop_per_forward(shape, row, prompt_length) / row["seconds"]
 
 
 def table_rows(log: Path) -> list[str]:
@@ -47,8 +51,7 @@ def table_rows(log: Path) -> list[str]:
         tflops = achieved_tflops(shape, row, prompt_length)
         if math.isnan(tflops):
             continue
-        length = prompt_length + row["gen_length"]
-        per_forward = shape.forward_flops(row["rows"], length, row["block_length"]) / 1e12
+        per_forward = tflop_per_forward(shape, row, prompt_length)
         lines.append(
             f"| {log.parent.name} | {shape_name} | {row['mode']} | "
             f"{'yes' if row['compile'] else 'no'} | {row['rows']} | {row['seconds']:.3f} | "
