@@ -1,0 +1,143 @@
+"""Which rollout-mode cells of issue 11's benchmark matrix are measured, and by which run.
+
+The matrix is every mode (exact, prefix, dual, threshold0.9, threshold0.95), eager and
+compiled, at the 1b and 8b shapes with 16 and 64 rows. Its cells were timed over many device
+calls, so this collects them from the runs' printed logs into one table:
+
+    python -m experiments.gpu_benchmark.mode_coverage NEW_LOG... \\
+        --before-compile-fixes OLD_LOG... --out docs/benchmarks/mode_coverage.md
+
+A cell holds the speed-up over the eager exact sampler of the same run, the rollout's share of
+a BGPO step (n_t = 16), and the number of the run, whose folder the legend names. Where several
+runs timed a cell, the log given last wins, so give logs oldest first (``--before-compile-fixes``
+logs are read before the others). Measured modes outside the matrix (``dual+graph``, ``f32``
+...) follow the matrix's rows.
+
+Two fixes changed compiled timings, and each touched a rule-given set of rows, so older runs
+keep the rest:
+
+- ``bidirectional_sdpa``: compiled forwards without a cache had taken SDPA's math path, so a
+  run before it counts no compiled row of a mode without a cache. The caches pass their own
+  mask and were not affected.
+- the cache warm-up: with one step per block the cached step compiled inside the timed rollout,
+  so a run before it counts compiled cached rows only where it warmed up two steps per block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+from experiments.gpu_benchmark.modes_from_log import read_log, rebuild
+from experiments.sampler_modes import parse_mode
+
+MATRIX_MODES = ("exact", "prefix", "dual", "threshold0.9", "threshold0.95")
+COLUMNS = (("1b", 16), ("1b", 64), ("8b", 16), ("8b", 64))
+
+Cell = tuple[str, bool]  # (mode, compiled)
+
+
+def still_valid(row: dict, warmup_steps_per_block: int) -> bool:
+    """Whether a row timed before the two compile fixes still describes the code."""
+    if not row["compile"]:
+        return True
+    cached = parse_mode(row["mode"]).cache != "none"
+    return cached and warmup_steps_per_block >= 2
+
+
+def measured_rows(log: Path, before_fixes: bool, number: int) -> list[dict]:
+    """The timed rows of one run, each with its shape, speed-up, step share and run number."""
+    system, modes, likelihood = read_log(log)
+    warmup = int(system.get("args", {}).get("modes_warmup_steps_per_block", 1))
+    rows = []
+    for row in rebuild(system, modes, likelihood):
+        if row.get("status") != "ok" or (before_fixes and not still_valid(row, warmup)):
+            continue
+        row["shape"] = system["shape"]
+        row["run"] = number
+        rows.append(row)
+    return rows
+
+
+def collect(runs: list[tuple[Path, bool]]) -> dict[tuple[Cell, tuple[str, int]], dict]:
+    """Each (mode, compiled) x (shape, rows) cell's row from the last run that timed it."""
+    cells = {}
+    for number, (log, before_fixes) in enumerate(runs, 1):
+        for row in measured_rows(log, before_fixes, number):
+            cells[(row["mode"], bool(row["compile"])), (row["shape"], row["rows"])] = row
+    return cells
+
+
+def row_order(cells: dict) -> list[Cell]:
+    """The matrix's modes, eager then compiled, followed by the other modes measured."""
+    matrix = [(mode, compiled) for mode in MATRIX_MODES for compiled in (False, True)]
+    others = sorted({cell for cell, _ in cells} - set(matrix), key=lambda c: (c[0], c[1]))
+    return matrix + others
+
+
+def cell_text(row: dict | None) -> str:
+    if row is None:
+        return "–"
+    share = row["rollout_fraction_of_step"]
+    share_text = "–" if math.isnan(share) else f"{share:.2f}"
+    return f"{row['speedup_vs_exact']:.2f}x · {share_text} [{row['run']}]"
+
+
+def table(cells: dict, runs: list[tuple[Path, bool]]) -> str:
+    """A markdown table of the cells, the legend of its run numbers, and a list of the matrix
+    cells no run timed."""
+    head = " | ".join(f"{shape}, {rows} rows" for shape, rows in COLUMNS)
+    lines = [f"| mode | compile | {head} |", "|---|---|" + "---|" * len(COLUMNS)]
+    missing = []
+    for mode, compiled in row_order(cells):
+        found = [cells.get(((mode, compiled), column)) for column in COLUMNS]
+        texts = " | ".join(cell_text(row) for row in found)
+        lines.append(f"| {mode} | {'yes' if compiled else 'no'} | {texts} |")
+        if mode in MATRIX_MODES:
+            missing += [
+                f"{mode} {'compiled' if compiled else 'eager'} at {shape}, {rows} rows"
+                for (shape, rows), row in zip(COLUMNS, found, strict=True)
+                if row is None
+            ]
+    lines += [
+        "",
+        "Cells: speed-up over the same run's eager exact sampler · rollout / BGPO step "
+        "(n_t = 16) [run]. Runs:",
+        "",
+    ]
+    folders = [log.parent for log, _ in runs]
+    root = Path(os.path.commonpath([folder.parent for folder in folders]))
+    lines += [
+        f"{number}. `{folder.relative_to(root)}`{' (before the compile fixes)' if old else ''}"
+        for number, (folder, (_, old)) in enumerate(zip(folders, runs, strict=True), 1)
+    ]
+    cell_count = 2 * len(MATRIX_MODES) * len(COLUMNS)
+    lines += ["", f"Matrix cells not timed: {len(missing)} of {cell_count}."]
+    lines += [f"- {text}" for text in missing]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cli.add_argument("logs", type=Path, nargs="+", help="gpu_benchmark logs, oldest first")
+    cli.add_argument(
+        "--before-compile-fixes",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="logs timed before bidirectional_sdpa and the two-step cache warm-up (read first)",
+    )
+    cli.add_argument("--out", type=Path, help="also write the table here")
+    args = cli.parse_args(argv)
+    runs = [(log, True) for log in args.before_compile_fixes]
+    runs += [(log, False) for log in args.logs]
+    text = table(collect(runs), runs)
+    if args.out:
+        args.out.write_text(text)
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main()

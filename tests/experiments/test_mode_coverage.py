@@ -1,0 +1,104 @@
+"""Collecting issue 11's rollout-mode matrix from many benchmark logs."""
+
+from __future__ import annotations
+
+import json
+
+from experiments.gpu_benchmark.mode_coverage import main
+
+LIKELIHOOD_S = 4.0  # BGPO's likelihood phase at n_t = 16 for 16 responses (2 prompts x 8)
+
+
+def _row(mode, compiled, seconds, rows=16, status="ok"):
+    return {
+        "mode": mode,
+        "compile": compiled,
+        "rows": rows,
+        "gen_length": 512,
+        "block_length": 32,
+        "status": status,
+        "seconds": seconds,
+        "forwards": 256,
+        "full_forwards": 16,
+    }
+
+
+def _log(tmp_path, name, shape, rows, warmup_steps_per_block=2):
+    folder = tmp_path / "benchmarks" / name
+    folder.mkdir(parents=True)
+    args = {
+        "num_prompts": "2",
+        "group_size": "8",
+        "likelihood_s": str(LIKELIHOOD_S),
+        "modes_warmup_steps_per_block": str(warmup_steps_per_block),
+    }
+    system = {"shape": shape, "args": args}
+    lines = [json.dumps(system, indent=1)] + [json.dumps(row) for row in rows]
+    (folder / "log.txt").write_text("\n".join(lines) + "\n")
+    return folder / "log.txt"
+
+
+def _table(tmp_path, argv):
+    out = tmp_path / "coverage.md"
+    main([str(arg) for arg in argv] + ["--out", str(out)])
+    return out.read_text()
+
+
+def _line(table, mode, compiled):
+    start = f"| {mode} | {'yes' if compiled else 'no'} |"
+    (line,) = [line for line in table.splitlines() if line.startswith(start)]
+    return [cell.strip() for cell in line.split("|")[3:-1]]
+
+
+def test_a_cell_holds_the_speedup_over_its_own_runs_exact_and_its_step_share(tmp_path):
+    log = _log(
+        tmp_path, "run_8b", "8b", [_row("exact", False, 90.0, 64), _row("dual", True, 12.0, 64)]
+    )
+    table = _table(tmp_path, [log])
+    # 8b at 64 rows is the fourth column; the likelihood phase scales to 64 rows: 4 x 64 / 16.
+    share = 12.0 / (12.0 + LIKELIHOOD_S * 64 / 16)
+    assert _line(table, "dual", True)[3] == f"{90.0 / 12.0:.2f}x · {share:.2f} [1]"
+    assert _line(table, "dual", True)[:3] == ["–", "–", "–"]
+    assert "1. `run_8b`" in table
+
+
+def test_the_log_given_last_wins_a_cell(tmp_path):
+    old = _log(tmp_path, "old", "1b", [_row("exact", False, 10.0), _row("dual", False, 5.0)])
+    new = _log(tmp_path, "new", "1b", [_row("exact", False, 12.0), _row("dual", False, 3.0)])
+    assert _line(_table(tmp_path, [old, new]), "dual", False)[0].startswith("4.00x")
+    assert _line(_table(tmp_path, [new, old]), "dual", False)[0].startswith("2.00x")
+
+
+def test_a_run_before_the_compile_fixes_keeps_only_rows_the_fixes_left_alone(tmp_path):
+    rows = [
+        _row("exact", False, 10.0),
+        _row("exact", True, 12.0),  # compiled without a cache: the all-true mask's math path
+        _row("prefix", True, 4.0),
+    ]
+    warm_two = _log(tmp_path, "warm_two", "1b", rows)
+    warm_one = _log(tmp_path, "warm_one", "8b", rows, warmup_steps_per_block=1)
+    new = _log(tmp_path, "new", "1b", [_row("exact", False, 10.0, 64)])
+    table = _table(tmp_path, [new, "--before-compile-fixes", warm_two, warm_one])
+    assert _line(table, "exact", True) == ["–"] * 4
+    # The cached row counts where the run warmed up two steps per block, not after one.
+    assert _line(table, "prefix", True)[0].startswith("2.50x")
+    assert _line(table, "prefix", True)[2] == "–"
+    assert _line(table, "exact", False)[2].startswith("1.00x")
+    assert "1. `warm_two` (before the compile fixes)" in table
+    assert "3. `new`" in table
+
+
+def test_the_untimed_matrix_cells_are_listed_and_other_modes_follow_the_matrix(tmp_path):
+    rows = [
+        _row("exact", False, 10.0),
+        _row("dual+graph", True, 2.0),
+        _row("threshold0.9", True, 6.0),
+        _row("prefix", False, 1.0, status="error: out of memory"),
+    ]
+    table = _table(tmp_path, [_log(tmp_path, "run", "1b", rows)])
+    assert "Matrix cells not timed: 38 of 40." in table
+    assert "- prefix eager at 1b, 16 rows" in table
+    assert "- threshold0.9 compiled at 1b, 16 rows" not in table
+    modes = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
+    assert modes[1:11:2] == ["exact", "prefix", "dual", "threshold0.9", "threshold0.95"]
+    assert modes[-1] == "dual+graph"
