@@ -50,6 +50,8 @@ def still_valid(row: dict, warmup_steps_per_block: int) -> bool:
 def measured_rows(log: Path, before_fixes: bool, number: int) -> list[dict]:
     """The timed rows of one run, each with its shape, speed-up, step share and run number."""
     system, modes, likelihood = read_log(log)
+    if "shape" not in system:
+        raise ValueError(f"{log}: the system block names no shape")
     warmup = int(system.get("args", {}).get("modes_warmup_steps_per_block", 1))
     rows = []
     for row in rebuild(system, modes, likelihood):
@@ -78,11 +80,13 @@ def row_order(cells: dict) -> list[Cell]:
 
 
 def cell_text(row: dict | None) -> str:
+    """``speed-up · step share [run]``; a run without an eager exact row has no speed-up."""
     if row is None:
         return "–"
-    share = row["rollout_fraction_of_step"]
+    speedup, share = row["speedup_vs_exact"], row["rollout_fraction_of_step"]
+    speedup_text = "no exact row" if math.isnan(speedup) else f"{speedup:.2f}x"
     share_text = "–" if math.isnan(share) else f"{share:.2f}"
-    return f"{row['speedup_vs_exact']:.2f}x · {share_text} [{row['run']}]"
+    return f"{speedup_text} · {share_text} [{row['run']}]"
 
 
 def table(cells: dict, runs: list[tuple[Path, bool]]) -> str:
@@ -133,7 +137,12 @@ def main(argv: list[str] | None = None) -> None:
     args = cli.parse_args(argv)
     runs = [(log, True) for log in args.before_compile_fixes]
     runs += [(log, False) for log in args.logs]
-    text = table(collect(runs), runs)
+    try:
+        text = table(collect(runs), runs)
+    except FileNotFoundError as error:
+        raise SystemExit(f"{error.filename}: no such log") from error
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
     if args.out:
         args.out.write_text(text)
     print(text, end="")

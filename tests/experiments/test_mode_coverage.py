@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from experiments.gpu_benchmark.mode_coverage import main
 
 LIKELIHOOD_S = 4.0  # BGPO's likelihood phase at n_t = 16 for 16 responses (2 prompts x 8)
@@ -102,3 +104,18 @@ def test_the_untimed_matrix_cells_are_listed_and_other_modes_follow_the_matrix(t
     modes = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
     assert modes[1:11:2] == ["exact", "prefix", "dual", "threshold0.9", "threshold0.95"]
     assert modes[-1] == "dual+graph"
+
+
+def test_a_run_without_an_exact_row_says_so_instead_of_a_speedup(tmp_path):
+    log = _log(tmp_path, "compiled_only", "1b", [_row("dual", True, 2.0)])
+    share = 2.0 / (2.0 + LIKELIHOOD_S)
+    assert _line(_table(tmp_path, [log]), "dual", True)[0] == f"no exact row · {share:.2f} [1]"
+
+
+def test_a_missing_or_shapeless_log_is_a_one_line_error_naming_it(tmp_path):
+    with pytest.raises(SystemExit, match="nowhere/log.txt: no such log"):
+        main([str(tmp_path / "nowhere" / "log.txt")])
+    shapeless = _log(tmp_path, "shapeless", "1b", [_row("exact", False, 1.0)])
+    shapeless.write_text(shapeless.read_text().replace('"shape": "1b",', ""))
+    with pytest.raises(SystemExit, match="shapeless/log.txt: the system block names no shape"):
+        main([str(shapeless)])
