@@ -242,7 +242,8 @@ def test_timed_modes_are_eager_first_then_compiled_then_compiled_only():
     ]
 
 
-@pytest.mark.parametrize("mode_name", ["exact", "dual"])
+# prefix: its step's length changes from block to block, so it compiles the most graphs.
+@pytest.mark.parametrize("mode_name", ["exact", "dual", "prefix"])
 def test_the_warm_up_compiles_every_graph_the_timed_rollout_runs(monkeypatch, mode_name):
     # A cache's first step in a block reads the refresh's logits; a warm-up of one step per
     # block never ran the cached step, which then compiled inside the timed rollout.
