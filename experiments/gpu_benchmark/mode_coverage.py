@@ -31,6 +31,7 @@ import os
 from pathlib import Path
 
 from experiments.gpu_benchmark.modes_from_log import read_log, rebuild
+from experiments.gpu_benchmark.report import cell
 from experiments.sampler_modes import parse_mode
 
 MATRIX_MODES = ("exact", "prefix", "dual", "threshold0.9", "threshold0.95")
@@ -75,7 +76,7 @@ def collect(runs: list[tuple[Path, bool]]) -> dict[tuple[Cell, tuple[str, int]],
 def row_order(cells: dict) -> list[Cell]:
     """The matrix's modes, eager then compiled, followed by the other modes measured."""
     matrix = [(mode, compiled) for mode in MATRIX_MODES for compiled in (False, True)]
-    others = sorted({cell for cell, _ in cells} - set(matrix), key=lambda c: (c[0], c[1]))
+    others = sorted({mode_cell for mode_cell, _ in cells} - set(matrix))
     return matrix + others
 
 
@@ -85,8 +86,7 @@ def cell_text(row: dict | None) -> str:
         return "–"
     speedup, share = row["speedup_vs_exact"], row["rollout_fraction_of_step"]
     speedup_text = "no exact row" if math.isnan(speedup) else f"{speedup:.2f}x"
-    share_text = "–" if math.isnan(share) else f"{share:.2f}"
-    return f"{speedup_text} · {share_text} [{row['run']}]"
+    return f"{speedup_text} · {cell(share, 2)} [{row['run']}]"
 
 
 def table(cells: dict, runs: list[tuple[Path, bool]]) -> str:
