@@ -81,11 +81,15 @@ def row_order(cells: dict) -> list[Cell]:
 
 
 def cell_text(row: dict | None) -> str:
-    """``speed-up · step share [run]``; a run without an eager exact row has no speed-up."""
+    """``speed-up · step share [run]``. A run without an eager exact row has no speed-up, so
+    its cell gives the tokens/s it measured instead."""
     if row is None:
         return "–"
     speedup, share = row["speedup_vs_exact"], row["rollout_fraction_of_step"]
-    speedup_text = "no exact row" if math.isnan(speedup) else f"{speedup:.2f}x"
+    if math.isnan(speedup):
+        speedup_text = f"no exact row, {row['tok_s']:.0f} tok/s"
+    else:
+        speedup_text = f"{speedup:.2f}x"
     return f"{speedup_text} · {cell(share, 2)} [{row['run']}]"
 
 

@@ -20,6 +20,7 @@ def _row(mode, compiled, seconds, rows=16, status="ok"):
         "block_length": 32,
         "status": status,
         "seconds": seconds,
+        "tok_s": rows * 512 / seconds,  # as the benchmark prints it
         "forwards": 256,
         "full_forwards": 16,
     }
@@ -109,7 +110,9 @@ def test_the_untimed_matrix_cells_are_listed_and_other_modes_follow_the_matrix(t
 def test_a_run_without_an_exact_row_says_so_instead_of_a_speedup(tmp_path):
     log = _log(tmp_path, "compiled_only", "1b", [_row("dual", True, 2.0)])
     share = 2.0 / (2.0 + LIKELIHOOD_S)
-    assert _line(_table(tmp_path, [log]), "dual", True)[0] == f"no exact row · {share:.2f} [1]"
+    tokens_per_s = 16 * 512 / 2.0
+    expected = f"no exact row, {tokens_per_s:.0f} tok/s · {share:.2f} [1]"
+    assert _line(_table(tmp_path, [log]), "dual", True)[0] == expected
 
 
 def test_a_missing_or_shapeless_log_is_a_one_line_error_naming_it(tmp_path):
