@@ -78,6 +78,11 @@ class SamplerConfig:
             the rounding of fused kernels (docs/benchmarks.md has its speed). This module's
             ``generate`` takes a model function and ignores it:
             ``DiffusionPolicyModule.sample`` applies it.
+        merge_lora: With a LoRA policy, sample with the adapter merged into stand-in weights
+            (``policy.merged_lora``) instead of running its two extra matrix products in
+            every projection. The base weights are not written; the merged copy costs the
+            adapted weights' memory while sampling. The same policy up to rounding, with the
+            adapter's dropout off. Applied by ``DiffusionPolicyModule.sample`` too.
     """
 
     gen_length: int = 16
@@ -91,6 +96,7 @@ class SamplerConfig:
     cuda_graph: bool = False
     precision: Precision = "float64"
     compile: bool = False
+    merge_lora: bool = False
 
     def __post_init__(self) -> None:
         if self.gen_length <= 0:

@@ -30,6 +30,7 @@ from bgpo_lightning.policy import (
 from bgpo_lightning.policy.block_models import build_block_model
 from bgpo_lightning.policy.compiled_forward import compiled_forward
 from bgpo_lightning.policy.lora_checkpoint import drop_frozen_base, restore_frozen_base
+from bgpo_lightning.policy.merged_lora import merged_adapter
 from bgpo_lightning.tasks import Example, Task
 
 
@@ -61,11 +62,17 @@ class DiffusionPolicyModule(L.LightningModule):
         self.use_chat_template = use_chat_template
         self.policy, self.tokenizer = build_policy(self.policy_spec)
         self.policy.train()  # from_pretrained returns eval mode; Lightning keeps module modes
+        self.check_sampler("eval_sampler", self.eval_sampler)
         self.val_accuracy = MeanWithStdError()
         self.test_accuracy = MeanWithStdError()
         self._test_scores: list[torch.Tensor] = []
         self._generators: dict[str, torch.Generator] = {}
         self._pending_generator_states: dict[str, torch.Tensor] = {}
+
+    def check_sampler(self, key: str, config: SamplerConfig) -> None:
+        """One-line errors for sampler settings this policy cannot run."""
+        if config.merge_lora and lora.adapter_of(self.policy) is None:
+            raise ConfigError(f"{key}.merge_lora needs a LoRA policy (policy.lora)")
 
     # ---- runtime objects -------------------------------------------------------------------
     @property
@@ -183,7 +190,10 @@ class DiffusionPolicyModule(L.LightningModule):
             return self.policy(x, full_mask, logits_to_keep=block)
 
         block_model = build_block_model(self.policy, full_mask, config.cache, config.cuda_graph)
-        with compiled_forward(self.policy.model, config.compile):
+        with (
+            merged_adapter(self.policy, config.merge_lora),
+            compiled_forward(self.policy.model, config.compile),
+        ):
             out = generate(
                 block_logits,
                 prompt_ids,

@@ -143,6 +143,7 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         mask_estimator = build_estimator(estimator_name, estimator_settings, defaults=context)
         mask_estimator.check_num_samples(chosen.num_samples(num_mc_samples, num_inner_updates))
         super().__init__(policy, eval_sampler, optim, seed, use_chat_template)
+        self.check_sampler("rollout", rollout)
         self.save_hyperparameters(
             {k: v for k, v in hparams.items() if k not in ("self", "__class__")}
         )

@@ -60,6 +60,7 @@ import torch
 
 from bgpo_lightning.diffusion.sampler import SamplerConfig
 from bgpo_lightning.policy import DiffusionLM, build_tiny_model
+from bgpo_lightning.policy.merged_lora import merged_adapter
 from experiments.gpu_benchmark.likelihood import (
     VARIANTS,
     LikelihoodCase,
@@ -111,7 +112,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=VARIANTS,
         default=["plain"],
         help="policy variants of the --objectives cases: gc = gradient checkpointing, "
-        "lora = d1's LoRA (r 128, alpha 64)",
+        "lora = d1's LoRA (r 128, alpha 64), lora+merged = lora with its rollout run with the "
+        "adapter merged (merge_lora)",
     )
     p.add_argument(
         "--precision",
@@ -296,11 +298,12 @@ def run(args) -> None:
     cases += variant_cases(lora=True)  # last: once added to the shared policy, the adapter stays
     rows, out_of_memory = [], set()
     for case in cases:
-        if "lora" in case.variant and "training" in rollout and "training_lora" not in rollout:
+        key = lora_rollout_key(case.variant)
+        if key and "training" in rollout and key not in rollout:
             # The adapter's matmuls run in every sampler forward too: time the same rollout
-            # again with it on, so that a LoRA row's step time includes its own rollout.
-            rollout["training_lora"] = lora_rollout(args, policy, case.variant, rows_per_step)
-            print("training_lora", json.dumps(rollout["training_lora"]), flush=True)
+            # again with it on (or merged), so that a LoRA row's step time includes its own.
+            rollout[key] = lora_rollout(args, policy, case.variant, rows_per_step)
+            print(key, json.dumps(rollout[key]), flush=True)
             (args.out / "rollout.json").write_text(json.dumps(rollout, indent=1))
         if case.label in out_of_memory:  # a larger n_t needs more memory still
             row = {
@@ -338,8 +341,7 @@ def run(args) -> None:
         row["likelihood_s_per_sample"] = row["likelihood_s"] / case.num_mc_samples
         row["mfu"] = flops / row["likelihood_s"] / 1e12 / system["matmul_tflops"]
         # Checkpointing changes nothing in the no-grad rollout; an adapter does.
-        lora_rollout_s = rollout.get("training_lora", {}).get("vectorised_s", rollout_s)
-        row["rollout_s"] = lora_rollout_s if "lora" in case.variant else rollout_s
+        row["rollout_s"] = rollout.get(key, {}).get("vectorised_s", rollout_s)
         row["step_s"] = row["rollout_s"] + row["likelihood_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -366,11 +368,20 @@ def timed_rollout(args, policy: DiffusionLM, rows: int, steps: int, with_referen
     )
 
 
+def lora_rollout_key(variant: str) -> str | None:
+    """Where a variant's own rollout time is kept in ``rollout.json`` (None: the plain one)."""
+    if "lora" not in variant:
+        return None
+    return "training_lora_merged" if "merged" in variant else "training_lora"
+
+
 def lora_rollout(args, policy: DiffusionLM, variant: str, rows: int) -> dict:
-    """The training rollout of the run, timed again with ``variant``'s adapter on."""
+    """The training rollout of the run, timed again with ``variant``'s adapter on (merged
+    into stand-in weights for ``lora+merged``)."""
     policy.to(torch.device(args.device))  # Lightning's teardown leaves it on the CPU
     apply_variant(policy, variant)
-    return timed_rollout(args, policy, rows, args.rollout_steps, with_reference=False)
+    with merged_adapter(policy, enabled="merged" in variant):
+        return timed_rollout(args, policy, rows, args.rollout_steps, with_reference=False)
 
 
 def _timed_modes(args) -> list:

@@ -26,7 +26,9 @@ from bgpo_lightning.policy.checkpointing import enable_gradient_checkpointing
 
 #: How the policy is trained: every weight (``plain``), with gradient checkpointing (``gc``),
 #: a LoRA adapter (``lora``: d1's rank 128, alpha 64, every projection), or both.
-VARIANTS = ("plain", "gc", "lora", "lora+gc")
+# "lora+merged": lora's likelihood phase, with its rollout run with the adapter merged
+# (SamplerConfig.merge_lora).
+VARIANTS = ("plain", "gc", "lora", "lora+gc", "lora+merged")
 
 
 @dataclass(frozen=True)

@@ -171,27 +171,39 @@ def test_cpu_variants_gradient_checkpointing_and_lora(tmp_path):
     assert int(rows["bgpo[lora+gc]"]["trainable_params"]) == adapter
 
 
-def test_cpu_lora_rows_take_the_rollout_timed_with_the_adapter_on(tmp_path):
+def test_cpu_lora_rows_take_the_rollout_timed_with_the_adapter_on(tmp_path, monkeypatch):
+    merged = []
+    real_merged_adapter = bench.merged_adapter
+
+    def recording_merged_adapter(policy, enabled=True):
+        merged.append(enabled)
+        return real_merged_adapter(policy, enabled)
+
+    monkeypatch.setattr(bench, "merged_adapter", recording_merged_adapter)
     out = tmp_path / "lora_rollout"
     bench.main(
         [
             "--device", "cpu", "--shape", "tiny", "--prompt-length", "4",
             "--response-length", "8", "--block-length", "4", "--rollout-steps", "4",
             "--compare-steps", "0", "--objectives", "bgpo", "--n-t", "2",
-            "--old-pass-n-t", "--variants", "plain", "gc", "lora",
+            "--old-pass-n-t", "--variants", "plain", "gc", "lora", "lora+merged",
             "--warmup-steps", "0", "--measured-steps", "1", "--out", str(out),
         ]
     )  # fmt: skip
     rollout = json.loads((out / "rollout.json").read_text())
     plain_s = rollout["training"]["vectorised_s"]
     lora_s = rollout["training_lora"]["vectorised_s"]
+    merged_s = rollout["training_lora_merged"]["vectorised_s"]
     assert rollout["training_lora"]["rows"] == rollout["training"]["rows"]
+    assert rollout["training_lora_merged"]["rows"] == rollout["training"]["rows"]
+    assert merged == [False, True]  # lora's rollout unmerged, then lora+merged's merged
     rows = {r["case"]: r for r in read_csv(out / "likelihood.csv")}
     # Checkpointing leaves the no-grad rollout as it is; the adapter's rollout is its own.
     assert rows["bgpo"]["rollout_s"] == rows["bgpo[gc]"]["rollout_s"] == pytest.approx(plain_s)
     assert rows["bgpo[lora]"]["rollout_s"] == pytest.approx(lora_s)
-    lora_row = rows["bgpo[lora]"]
-    assert lora_row["step_s"] == pytest.approx(lora_s + lora_row["likelihood_s"])
+    assert rows["bgpo[lora+merged]"]["rollout_s"] == pytest.approx(merged_s)
+    for case, rollout_s in (("bgpo[lora]", lora_s), ("bgpo[lora+merged]", merged_s)):
+        assert rows[case]["step_s"] == pytest.approx(rollout_s + rows[case]["likelihood_s"])
     assert "| rollout s |" in (out / "table.md").read_text()
 
 

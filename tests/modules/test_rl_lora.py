@@ -19,6 +19,7 @@ from bgpo_lightning.policy import (
     DiffusionLM,
     LoraSpec,
     PolicySpec,
+    adapter_disabled,
     adapter_of,
     build_policy,
 )
@@ -189,3 +190,49 @@ def test_lora_with_checkpointing_and_cached_rollouts(tmp_path, sudoku_data):
 def test_reference_dtype_needs_a_separate_copy():
     with pytest.raises(ConfigError, match="reference_dtype needs a separate reference copy"):
         lora_module(reference_dtype="bfloat16")
+
+
+def test_merged_rollouts_give_the_adapter_paths_tokens():
+    model = lora_module()
+    model.policy.double().eval()  # float64: merged and unmerged logits agree to rounding
+    with torch.no_grad():
+        for name, p in model.policy.named_parameters():
+            if "lora_B" in name:  # a trained adapter, not the zero it starts at
+                p.normal_(std=0.5, generator=torch.Generator().manual_seed(len(name)))
+    ids, mask = model.prompt_tensors(["12+3=", "7*8-1=", "4="])
+
+    def sample(**changes) -> torch.Tensor:
+        config = SamplerConfig(gen_length=16, block_length=8, steps=8, temperature=1.0, **changes)
+        return model.sample(ids, mask, config, torch.Generator().manual_seed(0))
+
+    unmerged = sample()
+    with adapter_disabled(model.policy):
+        assert not torch.equal(sample(), unmerged)  # the adapter changes the tokens
+    assert torch.equal(sample(merge_lora=True), unmerged)
+    dual = sample(cache="dual")
+    assert torch.equal(sample(merge_lora=True, cache="dual"), dual)
+    assert torch.equal(sample(merge_lora=True, cache="dual", cuda_graph=True), dual)
+
+
+def test_merged_rollouts_train_as_the_unmerged_ones(tmp_path, sudoku_data):
+    grads = []
+    for merge in (False, True):
+        rollout = SamplerConfig(16, 8, 4, temperature=1.0, merge_lora=merge)
+        grab = AdapterGradient()
+        fit = trainer(tmp_path / str(merge), 1, precision="64-true", logger=False, callbacks=[grab])
+        model = lora_module(rollout=rollout)
+        base = {n: p.detach().clone() for n, p in model.policy.named_parameters() if "base" in n}
+        fit.fit(model, sudoku_data)
+        grads.append(grab.grad)
+        for name, p in model.policy.named_parameters():
+            if name in base:
+                assert torch.equal(p.detach().cpu(), base[name])  # the frozen base, bit for bit
+    assert grads[0].norm() > 1e-6
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("key", ["rollout", "eval_sampler"])
+def test_merge_lora_without_an_adapter_is_a_config_error(key):
+    sampler = SamplerConfig(16, 8, 4, merge_lora=True)
+    with pytest.raises(ConfigError, match=rf"^{key}\.merge_lora needs a LoRA policy"):
+        module(**{key: sampler})
