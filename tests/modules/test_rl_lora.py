@@ -1,5 +1,6 @@
 """BGPO with a LoRA policy through the RL module: only the adapter trains and is checkpointed,
-the KL reference is the base with the adapter disabled (no copy), export merges the adapter."""
+the KL reference is the base with the adapter disabled (no copy), export merges the adapter,
+and rollouts with the adapter merged (merge_lora) sample and train as the unmerged ones."""
 
 import lightning as L
 import pytest
@@ -23,6 +24,7 @@ from bgpo_lightning.policy import (
     adapter_of,
     build_policy,
 )
+from bgpo_lightning.policy.compiled_forward import drop_compiled_forward
 from bgpo_lightning.tasks import PromptDataModule
 from bgpo_lightning.tasks.datamodule import collate_examples
 from tests.helpers import TINY, random_sequences
@@ -236,3 +238,33 @@ def test_merge_lora_without_an_adapter_is_a_config_error(key):
     sampler = SamplerConfig(16, 8, 4, merge_lora=True)
     with pytest.raises(ConfigError, match=rf"^{key}\.merge_lora needs a LoRA policy"):
         module(**{key: sampler})
+
+
+def test_compiled_merged_rollouts_compile_once_not_at_every_rollout(monkeypatch):
+    # Each rollout merges into new stand-in weights; dynamo must take them as inputs, not
+    # guard on them. A counting backend (it runs the traced graph as is) sees every compile.
+    compiled_graphs = []
+
+    def counting_backend(graph_module, example_inputs):
+        compiled_graphs.append(graph_module)
+        return graph_module.forward
+
+    real_compile = torch.compile
+    monkeypatch.setattr(
+        torch, "compile", lambda fn, **kw: real_compile(fn, backend=counting_backend)
+    )
+    model = lora_module()
+    model.policy.eval()
+    ids, mask = model.prompt_tensors(["12+3=", "7*8-1="])
+    rollout = SamplerConfig(16, 8, 4, temperature=1.0, compile=True, merge_lora=True)
+    torch._dynamo.reset()
+    graphs = []
+    try:
+        for _ in range(3):
+            before = len(compiled_graphs)
+            model.sample(ids, mask, rollout, torch.Generator().manual_seed(0))
+            graphs.append(len(compiled_graphs) - before)
+    finally:
+        drop_compiled_forward(model.policy.model)
+        torch._dynamo.reset()
+    assert graphs[0] > 0 and graphs[1:] == [0, 0]
