@@ -7,10 +7,12 @@ from transformers import AutoTokenizer
 
 from bgpo_lightning.policy import (
     DiffusionLM,
+    LoraSpec,
     TinyModelConfig,
     build_char_tokenizer,
     build_tiny_model,
 )
+from bgpo_lightning.policy.lora import add_lora
 from bgpo_lightning.tasks import PromptDataModule
 
 TINY = TinyModelConfig(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32)
@@ -22,6 +24,21 @@ def tiny_policy(dtype: torch.dtype = torch.float64, seed: int = 0) -> DiffusionL
     torch.manual_seed(seed)
     model = build_tiny_model(len(tokenizer), TINY).to(dtype)
     return DiffusionLM(model, tokenizer.mask_token_id)
+
+
+def perturb_adapter(policy: DiffusionLM, std: float = 0.1) -> DiffusionLM:
+    """Gives the LoRA adapter's ``B`` (zero when added) random values, as after training, so
+    that the adapter changes the policy's outputs."""
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=std, generator=torch.Generator().manual_seed(len(name)))
+    return policy
+
+
+def trained_lora_policy(spec: LoraSpec, seed: int = 0) -> DiffusionLM:
+    """A float64 tiny policy with a LoRA adapter that is not zero."""
+    return perturb_adapter(add_lora(tiny_policy(seed=seed), spec))
 
 
 def compact_sudoku_data() -> PromptDataModule:

@@ -27,7 +27,7 @@ from bgpo_lightning.policy import (
 from bgpo_lightning.policy.compiled_forward import drop_compiled_forward
 from bgpo_lightning.tasks import PromptDataModule
 from bgpo_lightning.tasks.datamodule import collate_examples
-from tests.helpers import TINY, random_sequences
+from tests.helpers import TINY, perturb_adapter, random_sequences
 from tests.modules.test_rl_module import module, trainer
 
 LORA = LoraSpec(r=4, alpha=8.0)
@@ -197,10 +197,7 @@ def test_reference_dtype_needs_a_separate_copy():
 def test_merged_rollouts_give_the_adapter_paths_tokens():
     model = lora_module()
     model.policy.double().eval()  # float64: merged and unmerged logits agree to rounding
-    with torch.no_grad():
-        for name, p in model.policy.named_parameters():
-            if "lora_B" in name:  # a trained adapter, not the zero it starts at
-                p.normal_(std=0.5, generator=torch.Generator().manual_seed(len(name)))
+    perturb_adapter(model.policy, std=0.5)  # a trained adapter, not the zero it starts at
     ids, mask = model.prompt_tensors(["12+3=", "7*8-1=", "4="])
 
     def sample(**changes) -> torch.Tensor:

@@ -18,6 +18,7 @@ from bgpo_lightning.policy import (
 )
 from bgpo_lightning.policy.compiled_forward import compiled_forward, drop_compiled_forward
 from bgpo_lightning.policy.lora import DEFAULT_TARGETS, add_lora
+from tests import helpers
 from tests.helpers import TINY, random_sequences, tiny_policy
 
 SPEC = LoraSpec(r=4, alpha=8.0)
@@ -25,12 +26,7 @@ SPEC = LoraSpec(r=4, alpha=8.0)
 
 def trained_lora_policy(seed: int = 0) -> DiffusionLM:
     """A float64 LoRA policy whose adapter is not zero (as after some training)."""
-    policy = add_lora(tiny_policy(seed=seed), SPEC)
-    with torch.no_grad():
-        for name, p in policy.named_parameters():
-            if "lora_B" in name:
-                p.normal_(std=0.1, generator=torch.Generator().manual_seed(len(name)))
-    return policy
+    return helpers.trained_lora_policy(SPEC, seed)
 
 
 def test_only_the_adapter_trains_and_it_starts_at_the_base():

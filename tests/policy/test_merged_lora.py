@@ -9,19 +9,9 @@ from bgpo_lightning.errors import ConfigError
 from bgpo_lightning.policy import LoraSpec, adapter_disabled
 from bgpo_lightning.policy.lora import add_lora
 from bgpo_lightning.policy.merged_lora import merged_adapter, merged_weight
-from tests.helpers import random_sequences, tiny_policy
+from tests.helpers import random_sequences, tiny_policy, trained_lora_policy
 
 SPEC = LoraSpec(r=4, alpha=8.0)
-
-
-def trained_lora_policy(seed: int = 0):
-    """A float64 LoRA policy whose adapter is not zero (as after some training)."""
-    policy = add_lora(tiny_policy(seed=seed), SPEC)
-    with torch.no_grad():
-        for name, p in policy.named_parameters():
-            if "lora_B" in name:
-                p.normal_(std=0.1, generator=torch.Generator().manual_seed(len(name)))
-    return policy
 
 
 def lora_layers(policy) -> list[LoraLinear]:
@@ -29,7 +19,7 @@ def lora_layers(policy) -> list[LoraLinear]:
 
 
 def test_the_merged_weight_is_w_plus_scaled_b_a():
-    layer = lora_layers(trained_lora_policy())[0]
+    layer = lora_layers(trained_lora_policy(SPEC))[0]
     w = layer.get_base_layer().weight.detach()
     a, b = layer.lora_A["default"].weight.detach(), layer.lora_B["default"].weight.detach()
     # The equation in float64, from the layer's own matrices: W + (alpha / r) B A.
@@ -39,7 +29,7 @@ def test_the_merged_weight_is_w_plus_scaled_b_a():
 
 
 def test_a_bfloat16_merge_is_summed_in_float32_and_rounded_once():
-    layer = lora_layers(trained_lora_policy())[0].to(torch.bfloat16)
+    layer = lora_layers(trained_lora_policy(SPEC))[0].to(torch.bfloat16)
     w = layer.get_base_layer().weight.detach()
     merged = merged_weight(layer)
     assert merged.dtype == torch.bfloat16
@@ -50,7 +40,7 @@ def test_a_bfloat16_merge_is_summed_in_float32_and_rounded_once():
 
 
 def test_inside_the_policy_gives_the_adapter_paths_outputs():
-    policy = trained_lora_policy()
+    policy = trained_lora_policy(SPEC)
     ids = random_sequences(2, 4, 8)
     adapted = policy(ids).detach()
     with adapter_disabled(policy):
@@ -62,7 +52,7 @@ def test_inside_the_policy_gives_the_adapter_paths_outputs():
 
 
 def test_the_adapter_runs_no_product_inside():
-    policy = trained_lora_policy()
+    policy = trained_lora_policy(SPEC)
     calls = []
     hooks = [
         layer.lora_A["default"].register_forward_hook(lambda *_: calls.append(1))
@@ -78,7 +68,7 @@ def test_the_adapter_runs_no_product_inside():
 
 
 def test_the_base_weights_and_the_adapter_come_back_untouched_even_after_an_error():
-    policy = trained_lora_policy()
+    policy = trained_lora_policy(SPEC)
     before = {name: (p, p.detach().clone()) for name, p in policy.named_parameters()}
     ids = random_sequences(2, 4, 8)
     adapted = policy(ids).detach()
