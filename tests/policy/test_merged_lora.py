@@ -88,7 +88,7 @@ def test_the_base_weights_and_the_adapter_come_back_untouched_even_after_an_erro
     torch.testing.assert_close(policy(ids), adapted, rtol=0, atol=0)
 
 
-def test_off_it_changes_nothing_and_without_an_adapter_it_is_a_config_error():
+def test_off_it_needs_no_adapter_and_on_without_one_it_is_a_config_error():
     policy = tiny_policy(seed=0)
     with merged_adapter(policy, enabled=False):
         pass
