@@ -126,3 +126,33 @@ def test_a_compiled_dual_cache_compiles_nothing_after_its_first_block(policy: Di
     torch.compiler.reset()
     assert compiled_after_first > 0
     assert len(graphs) == compiled_after_first
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+def test_a_compiled_cache_serves_the_eager_caches_logits(policy: DiffusionLM, mode: str) -> None:
+    """Compiled, the cache serves the eager cache's logits, stale context included."""
+    x, mask = _batch(policy)
+    changed = x.clone()
+    changed[:, PROMPT:] = 50  # what the steps see differs from what the refresh cached
+
+    def run(cache: BlockKVCache) -> list[torch.Tensor]:
+        logits = []
+        with torch.no_grad():
+            for block in range(RESPONSE // BLOCK):
+                start = PROMPT + block * BLOCK
+                logits.append(cache.refresh(x, start, start + BLOCK))
+                logits.append(cache.step(changed, start, start + BLOCK))
+        return logits
+
+    eager = run(BlockKVCache(policy, mask, mode))
+    compiled_cache = BlockKVCache(policy, mask, mode)
+    # The eager backend runs the traced graph as it is: the same operations, traced.
+    compiled_cache.model = torch.compile(compiled_cache.model, backend="eager")
+    torch.compiler.reset()
+    try:
+        compiled = run(compiled_cache)
+    finally:
+        torch.compiler.reset()
+    assert not torch.equal(eager[1], eager[0])  # the steps' changes reach the logits
+    for got, expected in zip(compiled, eager, strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
