@@ -1,6 +1,6 @@
 """Peak memory of the block caches' forwards, eager against compiled.
 
-    python -m experiments.gpu_benchmark.cache_memory --out docs/cache_memory
+    python -m experiments.gpu_benchmark.cache_memory --out docs/benchmarks/cache_memory_cpu
 
 Runs the first blocks of a rollout's model calls (each block: a refresh, then steps) through
 ``BlockKVCache`` for each cache mode, eager and under ``torch.compile``, after two warm-up runs,
@@ -49,7 +49,8 @@ def peak_bytes(fn, device: torch.device) -> int:
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    # Allocation events carry their size, frees the negative of it.
+    # The raw event list: allocations carry their size, frees the negative of it, in time
+    # order (the public summaries fold them into per-operator totals, which have no peak).
     sizes = sorted(
         (event.start_ns(), event.nbytes())
         for event in prof.profiler.kineto_results.events()
