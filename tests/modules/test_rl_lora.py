@@ -254,7 +254,7 @@ def test_compiled_merged_rollouts_compile_once_not_at_every_rollout(monkeypatch)
     model.policy.eval()
     ids, mask = model.prompt_tensors(["12+3=", "7*8-1="])
     rollout = SamplerConfig(16, 8, 4, temperature=1.0, compile=True, merge_lora=True)
-    torch._dynamo.reset()
+    torch.compiler.reset()
     graphs = []
     try:
         for _ in range(3):
@@ -263,5 +263,5 @@ def test_compiled_merged_rollouts_compile_once_not_at_every_rollout(monkeypatch)
             graphs.append(len(compiled_graphs) - before)
     finally:
         drop_compiled_forward(model.policy.model)
-        torch._dynamo.reset()
+        torch.compiler.reset()
     assert graphs[0] > 0 and graphs[1:] == [0, 0]
