@@ -30,3 +30,20 @@ def compiles(monkeypatch) -> list:
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     return made
+
+
+@pytest.fixture
+def traced_graphs(monkeypatch) -> list:
+    """torch.compile through dynamo with no compiler after it: every graph dynamo hands over
+    is recorded and run as traced, so the list's length counts the compiles."""
+    graphs = []
+
+    def recording_backend(graph: torch.fx.GraphModule, example_inputs: list):
+        graphs.append(graph)
+        return graph.forward
+
+    real_compile = torch.compile
+    monkeypatch.setattr(
+        torch, "compile", lambda fn, **kw: real_compile(fn, backend=recording_backend)
+    )
+    return graphs

@@ -256,17 +256,10 @@ def test_timed_modes_are_eager_first_then_compiled_then_compiled_only():
 
 # prefix: its step's length changes from block to block, so it compiles the most graphs.
 @pytest.mark.parametrize("mode_name", ["exact", "dual", "prefix"])
-def test_the_warm_up_compiles_every_graph_the_timed_rollout_runs(monkeypatch, mode_name):
+def test_the_warm_up_compiles_every_graph_the_timed_rollout_runs(traced_graphs, mode_name):
     # A cache's first step in a block reads the refresh's logits; a warm-up of one step per
     # block never ran the cached step, which then compiled inside the timed rollout.
-    graphs = []
-
-    def counting_backend(graph, example_inputs):
-        graphs.append(graph)
-        return graph.forward
-
-    compile_ = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compile_(fn, backend=counting_backend))
+    graphs = traced_graphs
     shape = SHAPES["tiny"]
     policy = bench.build_policy(shape, 256, 0, torch.device("cpu"), dtype=torch.float32)
     prompts = modes.group_prompts(4, 2, 10, shape.mask_id, torch.device("cpu"))

@@ -102,19 +102,16 @@ def test_misuse_is_reported(policy: DiffusionLM) -> None:
         BlockKVCache(DiffusionLM(NoCache(), 0), mask, "prefix")
 
 
-def test_a_compiled_dual_cache_compiles_nothing_after_its_first_block(policy: DiffusionLM) -> None:
+def test_a_compiled_dual_cache_compiles_nothing_after_its_first_block(
+    policy: DiffusionLM, traced_graphs: list
+) -> None:
     """Later blocks differ from the first only in their bounds, which reach the compiled forward
     as a tensor of context positions, so they reuse the refresh's and the step's graphs."""
     x, mask = _batch(policy)
-    graphs = []
-
-    def counting_backend(graph: torch.fx.GraphModule, example_inputs: list) -> object:
-        graphs.append(graph)
-        return graph.forward  # run the traced graph as it is
-
+    graphs = traced_graphs
     torch.compiler.reset()
     cache = BlockKVCache(policy, mask, "dual")
-    cache.model = torch.compile(cache.model, backend=counting_backend)
+    cache.model = torch.compile(cache.model)
     compiled_after_first = None
     with torch.no_grad():
         for block in range(RESPONSE // BLOCK):
