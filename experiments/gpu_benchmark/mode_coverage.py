@@ -5,22 +5,25 @@ compiled, at the 1b and 8b shapes with 16 and 64 rows. Its cells were timed over
 calls, so this collects them from the runs' printed logs into one table:
 
     python -m experiments.gpu_benchmark.mode_coverage NEW_LOG... \\
-        --before-compile-fixes OLD_LOG... --out docs/benchmarks/mode_coverage.md
+        --before-compile-fixes OLDEST_LOG... --before-cache-memory-fix OLDER_LOG... \\
+        --out docs/benchmarks/mode_coverage.md
 
 A cell holds the speed-up over the eager exact sampler of the same run, the rollout's share of
 a BGPO step (n_t = 16), and the number of the run, whose folder the legend names. Where several
 runs timed a cell, the log given last wins, so give logs oldest first (``--before-compile-fixes``
-logs are read before the others). Measured modes outside the matrix (``dual+graph``, ``f32``
-...) follow the matrix's rows.
+logs are read first, then ``--before-cache-memory-fix`` logs, then the others). Measured modes
+outside the matrix (``dual+graph``, ``f32`` ...) follow the matrix's rows.
 
-Two fixes changed compiled timings, and each touched a rule-given set of rows, so older runs
-keep the rest:
+Fixes that changed compiled timings each touched a rule-given set of rows, so older runs keep
+the rest:
 
-- ``bidirectional_sdpa``: compiled forwards without a cache had taken SDPA's math path, so a
-  run before it counts no compiled row of a mode without a cache. The caches pass their own
-  mask and were not affected.
-- the cache warm-up: with one step per block the cached step compiled inside the timed rollout,
-  so a run before it counts compiled cached rows only where it warmed up two steps per block.
+- ``--before-compile-fixes`` runs predate ``bidirectional_sdpa`` (compiled forwards without a
+  cache had taken SDPA's math path) and the two-step cache warm-up (with one step per block the
+  cached step compiled inside the timed rollout). They also predate the memory fix below, so
+  they count no compiled row at all, only their eager ones.
+- ``--before-cache-memory-fix`` runs predate the compiled cache's memory fix (under compile the
+  refresh keeps whole keys and values and the step gathers the context). It changed the code
+  every compiled cached row ran, so these runs count every row but those.
 """
 
 from __future__ import annotations
@@ -40,23 +43,30 @@ COLUMNS = (("1b", 16), ("1b", 64), ("8b", 16), ("8b", 64))
 Cell = tuple[str, bool]  # (mode, compiled)
 
 
-def still_valid(row: dict, warmup_steps_per_block: int) -> bool:
-    """Whether a row timed before the two compile fixes still describes the code."""
-    if not row["compile"]:
+# A run's era: which fixes it predates, oldest first.
+BEFORE_COMPILE_FIXES, BEFORE_CACHE_MEMORY_FIX, CURRENT = range(3)
+ERA_NOTES = {
+    BEFORE_COMPILE_FIXES: " (before the compile fixes)",
+    BEFORE_CACHE_MEMORY_FIX: " (before the cache memory fix)",
+    CURRENT: "",
+}
+
+
+def still_valid(row: dict, era: int) -> bool:
+    """Whether a row timed in ``era`` still describes the code (the module docstring's rules)."""
+    if not row["compile"] or era == CURRENT:
         return True
-    cached = parse_mode(row["mode"]).cache != "none"
-    return cached and warmup_steps_per_block >= 2
+    return era == BEFORE_CACHE_MEMORY_FIX and parse_mode(row["mode"]).cache == "none"
 
 
-def measured_rows(log: Path, before_fixes: bool, number: int) -> list[dict]:
+def measured_rows(log: Path, era: int, number: int) -> list[dict]:
     """The timed rows of one run, each with its shape, speed-up, step share and run number."""
     system, modes, likelihood = read_log(log)
     if "shape" not in system:
         raise ValueError(f"{log}: the system block names no shape")
-    warmup = int(system.get("args", {}).get("modes_warmup_steps_per_block", 1))
     rows = []
     for row in rebuild(system, modes, likelihood):
-        if row.get("status") != "ok" or (before_fixes and not still_valid(row, warmup)):
+        if row.get("status") != "ok" or not still_valid(row, era):
             continue
         row["shape"] = system["shape"]
         row["run"] = number
@@ -64,11 +74,11 @@ def measured_rows(log: Path, before_fixes: bool, number: int) -> list[dict]:
     return rows
 
 
-def collect(runs: list[tuple[Path, bool]]) -> dict[tuple[Cell, tuple[str, int]], dict]:
+def collect(runs: list[tuple[Path, int]]) -> dict[tuple[Cell, tuple[str, int]], dict]:
     """Each (mode, compiled) x (shape, rows) cell's row from the last run that timed it."""
     cells = {}
-    for number, (log, before_fixes) in enumerate(runs, 1):
-        for row in measured_rows(log, before_fixes, number):
+    for number, (log, era) in enumerate(runs, 1):
+        for row in measured_rows(log, era, number):
             cells[(row["mode"], bool(row["compile"])), (row["shape"], row["rows"])] = row
     return cells
 
@@ -93,7 +103,7 @@ def cell_text(row: dict | None) -> str:
     return f"{speedup_text} · {cell(share, 2)} [{row['run']}]"
 
 
-def table(cells: dict, runs: list[tuple[Path, bool]]) -> str:
+def table(cells: dict, runs: list[tuple[Path, int]]) -> str:
     """A markdown table of the cells, the legend of its run numbers, and a list of the matrix
     cells no run timed."""
     head = " | ".join(f"{shape}, {rows} rows" for shape, rows in COLUMNS)
@@ -118,8 +128,8 @@ def table(cells: dict, runs: list[tuple[Path, bool]]) -> str:
     folders = [log.parent for log, _ in runs]
     root = Path(os.path.commonpath([folder.parent for folder in folders]))
     lines += [
-        f"{number}. `{folder.relative_to(root)}`{' (before the compile fixes)' if old else ''}"
-        for number, (folder, (_, old)) in enumerate(zip(folders, runs, strict=True), 1)
+        f"{number}. `{folder.relative_to(root)}`{ERA_NOTES[era]}"
+        for number, (folder, (_, era)) in enumerate(zip(folders, runs, strict=True), 1)
     ]
     cell_count = 2 * len(MATRIX_MODES) * len(COLUMNS)
     lines += ["", f"Matrix cells not timed: {len(missing)} of {cell_count}."]
@@ -137,10 +147,18 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         help="logs timed before bidirectional_sdpa and the two-step cache warm-up (read first)",
     )
+    cli.add_argument(
+        "--before-cache-memory-fix",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="logs timed before the compiled cache's memory fix (read after the above)",
+    )
     cli.add_argument("--out", type=Path, help="also write the table here")
     args = cli.parse_args(argv)
-    runs = [(log, True) for log in args.before_compile_fixes]
-    runs += [(log, False) for log in args.logs]
+    runs = [(log, BEFORE_COMPILE_FIXES) for log in args.before_compile_fixes]
+    runs += [(log, BEFORE_CACHE_MEMORY_FIX) for log in args.before_cache_memory_fix]
+    runs += [(log, CURRENT) for log in args.logs]
     try:
         text = table(collect(runs), runs)
     except FileNotFoundError as error:

@@ -26,14 +26,14 @@ def _row(mode, compiled, seconds, rows=16, status="ok"):
     }
 
 
-def _log(tmp_path, name, shape, rows, warmup_steps_per_block=2):
+def _log(tmp_path, name, shape, rows):
     folder = tmp_path / "benchmarks" / name
     folder.mkdir(parents=True)
     args = {
         "num_prompts": "2",
         "group_size": "8",
         "likelihood_s": str(LIKELIHOOD_S),
-        "modes_warmup_steps_per_block": str(warmup_steps_per_block),
+        "modes_warmup_steps_per_block": "2",
     }
     system = {"shape": shape, "args": args}
     lines = [json.dumps(system, indent=1)] + [json.dumps(row) for row in rows]
@@ -72,23 +72,26 @@ def test_the_log_given_last_wins_a_cell(tmp_path):
     assert _line(_table(tmp_path, [new, old]), "dual", False)[0].startswith("2.00x")
 
 
-def test_a_run_before_the_compile_fixes_keeps_only_rows_the_fixes_left_alone(tmp_path):
+def test_an_older_run_keeps_only_the_rows_no_later_fix_changed(tmp_path):
     rows = [
         _row("exact", False, 10.0),
-        _row("exact", True, 12.0),  # compiled without a cache: the all-true mask's math path
-        _row("prefix", True, 4.0),
+        _row("exact", True, 8.0),  # compiled without a cache: bidirectional_sdpa changed it
+        _row("prefix", True, 4.0),  # a compiled cache: the memory fix changed it
+        _row("prefix", False, 5.0),
     ]
-    warm_two = _log(tmp_path, "warm_two", "1b", rows)
-    warm_one = _log(tmp_path, "warm_one", "8b", rows, warmup_steps_per_block=1)
-    new = _log(tmp_path, "new", "1b", [_row("exact", False, 10.0, 64)])
-    table = _table(tmp_path, [new, "--before-compile-fixes", warm_two, warm_one])
-    assert _line(table, "exact", True) == ["–"] * 4
-    # The cached row counts where the run warmed up two steps per block, not after one.
-    assert _line(table, "prefix", True)[0].startswith("2.50x")
-    assert _line(table, "prefix", True)[2] == "–"
-    assert _line(table, "exact", False)[2].startswith("1.00x")
-    assert "1. `warm_two` (before the compile fixes)" in table
-    assert "3. `new`" in table
+    oldest = _log(tmp_path, "oldest", "1b", rows)
+    older = _log(tmp_path, "older", "8b", rows)
+    new = _log(tmp_path, "new", "1b", [_row("exact", False, 10.0, 64), _row("dual", True, 2.0, 64)])
+    argv = [new, "--before-compile-fixes", oldest, "--before-cache-memory-fix", older]
+    table = _table(tmp_path, argv)
+    # A cell: exact s / mode s · mode s / (mode s + the likelihood phase's 4 s) [run].
+    assert _line(table, "exact", False)[::2] == ["1.00x · 0.71 [1]", "1.00x · 0.71 [2]"]
+    assert _line(table, "prefix", False)[::2] == ["2.00x · 0.56 [1]", "2.00x · 0.56 [2]"]
+    assert _line(table, "exact", True) == ["–", "–", "1.25x · 0.67 [2]", "–"]
+    assert _line(table, "prefix", True) == ["–"] * 4
+    assert _line(table, "dual", True)[1].startswith("5.00x")  # the current run counts all rows
+    legend = ["1. `oldest` (before the compile fixes)", "2. `older` (before the cache memory fix)"]
+    assert all(line in table for line in legend + ["3. `new`"])
 
 
 def test_the_untimed_matrix_cells_are_listed_and_other_modes_follow_the_matrix(tmp_path):
