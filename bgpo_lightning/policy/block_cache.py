@@ -36,6 +36,12 @@ class _ContextKeyValues:
     ``context`` is a tensor of positions, not slices: a compiled forward then guards on its
     length only, which the dual cache keeps from block to block, rather than on each block's
     bounds, which recompiled it at every block.
+
+    Under ``torch.compile`` the refresh keeps every position's keys and values and the step
+    picks the context out of them (inductor fuses that gather into the concatenation).
+    Inductor schedules a gather at the refresh at the compiled graph's end, so every layer's
+    full keys and values stayed alive beside the kept context, a second cache at the peak
+    (docs/benchmarks.md, "the compiled dual cache's extra memory").
     """
 
     def __init__(self, context: torch.Tensor) -> None:
@@ -49,13 +55,16 @@ class _ContextKeyValues:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Called by every attention layer with its ``(B, H, T, D)`` keys and values."""
         if self.recording:
-            self.keys[layer_idx] = key_states.index_select(2, self.context)
-            self.values[layer_idx] = value_states.index_select(2, self.context)
+            if torch.compiler.is_compiling():  # kept whole, the context picked at the step
+                self.keys[layer_idx], self.values[layer_idx] = key_states, value_states
+            else:
+                self.keys[layer_idx] = key_states.index_select(2, self.context)
+                self.values[layer_idx] = value_states.index_select(2, self.context)
             return key_states, value_states
-        return (
-            torch.cat([self.keys[layer_idx], key_states], dim=2),
-            torch.cat([self.values[layer_idx], value_states], dim=2),
-        )
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        if keys.shape[2] != self.context.numel():  # kept whole by a compiled refresh
+            keys, values = keys.index_select(2, self.context), values.index_select(2, self.context)
+        return torch.cat([keys, key_states], dim=2), torch.cat([values, value_states], dim=2)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         """Tokens seen before the new ones (transformers 4.x asks to place cache positions)."""

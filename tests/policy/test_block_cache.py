@@ -127,7 +127,8 @@ def test_a_compiled_dual_cache_compiles_nothing_after_its_first_block(
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
 def test_a_compiled_cache_serves_the_eager_caches_logits(policy: DiffusionLM, mode: str) -> None:
-    """Compiled, the cache serves the eager cache's logits, stale context included."""
+    """Compiled, the refresh keeps every position's keys and values and the step picks the
+    context out of them; the logits are the eager cache's, stale context included."""
     x, mask = _batch(policy)
     changed = x.clone()
     changed[:, PROMPT:] = 50  # what the steps see differs from what the refresh cached
@@ -148,8 +149,10 @@ def test_a_compiled_cache_serves_the_eager_caches_logits(policy: DiffusionLM, mo
     torch.compiler.reset()
     try:
         compiled = run(compiled_cache)
+        kept = compiled_cache._context.keys[0].shape[2]
     finally:
         torch.compiler.reset()
+    assert kept == x.shape[1]  # the compiled refresh kept every position
     assert not torch.equal(eager[1], eager[0])  # the steps' changes reach the logits
     for got, expected in zip(compiled, eager, strict=True):
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
