@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from transformers import AutoTokenizer
 
 from bgpo_lightning.policy import (
@@ -95,3 +96,38 @@ def join_as_rank(local_rank: int, world: int, port: int) -> None:
         LOCAL_RANK=str(local_rank),
         RANK=str(local_rank),
     )
+
+
+class CollectiveCounter:
+    """Counts calls of the named ``torch.distributed`` collectives while active.
+
+    FSDP2 calls them through the module, so wrapping the attribute sees every call. Name each
+    variant a torch version may use (``reduce_scatter_single`` or ``reduce_scatter_tensor``).
+    """
+
+    REDUCE_SCATTERS = ("reduce_scatter_single", "reduce_scatter_tensor")
+    ALL_GATHERS = ("all_gather_single", "all_gather_into_tensor")
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+        self.calls = 0
+        self._saved = {}
+
+    def __enter__(self):
+        for name in self.names:
+            original = getattr(dist, name, None)
+            if original is None:
+                continue
+            self._saved[name] = original
+
+            def counted(*args, _original=original, **kwargs):
+                self.calls += 1
+                return _original(*args, **kwargs)
+
+            setattr(dist, name, counted)
+        return self
+
+    def __exit__(self, *exc):
+        for name, original in self._saved.items():
+            setattr(dist, name, original)
+        self._saved.clear()

@@ -61,7 +61,7 @@ from bgpo_lightning.modules.sharding import full_state_dict, full_tensor
 from bgpo_lightning.policy import PolicySpec, build_policy
 from bgpo_lightning.tasks import PromptDataModule
 from bgpo_lightning.tasks.datamodule import collate_examples
-from tests.helpers import TINY, join_as_rank
+from tests.helpers import TINY, CollectiveCounter, join_as_rank
 from tests.modules.conftest import GREEDY, rl_kwargs
 from tests.modules.test_rl_ddp import DenseRewardRL
 
@@ -172,35 +172,6 @@ def data_module(batch_size: int, num_train: int) -> InOrderData:
     )
 
 
-class ReduceScatterCounter:
-    """Counts ``torch.distributed`` reduce-scatter calls while active (FSDP2 reduces gradients
-    with the one its torch version uses: ``reduce_scatter_single`` or ``reduce_scatter_tensor``)."""
-
-    NAMES = ("reduce_scatter_single", "reduce_scatter_tensor")
-
-    def __init__(self):
-        self.calls = 0
-        self._saved = {}
-
-    def __enter__(self):
-        for name in self.NAMES:
-            original = getattr(dist, name, None)
-            if original is None:
-                continue
-            self._saved[name] = original
-
-            def counted(*args, _original=original, **kwargs):
-                self.calls += 1
-                return _original(*args, **kwargs)
-
-            setattr(dist, name, counted)
-        return self
-
-    def __exit__(self, *exc):
-        for name, original in self._saved.items():
-            setattr(dist, name, original)
-
-
 def flat(tensors) -> torch.Tensor:
     """Full values of (possibly sharded) tensors, concatenated (a collective under FSDP2)."""
     return torch.cat([full_tensor(t.detach()).flatten().clone() for t in tensors])
@@ -209,7 +180,7 @@ def flat(tensors) -> torch.Tensor:
 class Recorder(L.Callback):
     """Per optimizer step: full gradient (before clipping), reduce-scatters, parameters after."""
 
-    def __init__(self, counter: ReduceScatterCounter | None = None):
+    def __init__(self, counter: CollectiveCounter | None = None):
         self.counter = counter
         self.grads, self.params, self.reduce_scatters = [], [], []
         self.initial = None
@@ -305,7 +276,7 @@ def _rank_main(local_rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)  # two ranks on a 2-core machine
     try:
         # Parity with one process, reduce-scatter count, full_state_dict and the HF export.
-        with ReduceScatterCounter() as counter:
+        with CollectiveCounter(CollectiveCounter.REDUCE_SCATTERS) as counter:
             recorder, export = Recorder(counter), HFExport(dirpath=str(out / "export"))
             model = fit(out / "parity", ReplayRL, MAX_STEPS, fsdp2(), [recorder, export])
             results["parity"] = recorder.summary(model)
