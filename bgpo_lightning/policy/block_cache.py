@@ -38,10 +38,10 @@ class _ContextKeyValues:
     bounds, which recompiled it at every block.
 
     Under ``torch.compile`` the refresh keeps every position's keys and values and the step
-    picks the context out of them (inductor fuses that gather into the concatenation).
-    Inductor schedules a gather at the refresh at the compiled graph's end, so every layer's
-    full keys and values stayed alive beside the kept context, a second cache at the peak
-    (docs/benchmarks.md, "the compiled dual cache's extra memory").
+    picks the context out of them (inductor fuses that gather into the concatenation). A
+    gather at the refresh is what inductor put at the end of the compiled graph, so every
+    layer's full keys and values stayed alive beside the kept context: a second cache at the
+    peak (docs/benchmarks.md, "The compiled dual cache's extra memory").
     """
 
     def __init__(self, context: torch.Tensor) -> None:
