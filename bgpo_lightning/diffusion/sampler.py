@@ -83,6 +83,11 @@ class SamplerConfig:
             every projection. The base weights are not written; the merged copy costs the
             adapted weights' memory while sampling. The same policy up to rounding, with the
             adapter's dropout off. Applied by ``DiffusionPolicyModule.sample`` too.
+        gather_weights: Under FSDP2, all-gather the policy's weights once per rollout and
+            keep them for all its forwards (``modules.sharding.gathered_weights``), instead
+            of gathering every decoder layer at every forward. Costs the full weights on each
+            GPU while sampling; a no-op without FSDP2. Applied by
+            ``DiffusionPolicyModule.sample``.
     """
 
     gen_length: int = 16
@@ -97,6 +102,7 @@ class SamplerConfig:
     precision: Precision = "float64"
     compile: bool = False
     merge_lora: bool = False
+    gather_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.gen_length <= 0:

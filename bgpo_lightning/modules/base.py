@@ -17,6 +17,7 @@ from bgpo_lightning.modules.sharding import (
     data_parallel_mesh,
     full_state_dict,
     full_tensor,
+    gathered_weights,
     is_sharded,
     shard_model,
 )
@@ -191,6 +192,7 @@ class DiffusionPolicyModule(L.LightningModule):
 
         block_model = build_block_model(self.policy, full_mask, config.cache, config.cuda_graph)
         with (
+            gathered_weights(self.policy.model, config.gather_weights),
             merged_adapter(self.policy, config.merge_lora),
             compiled_forward(self.policy.model, config.compile),
         ):

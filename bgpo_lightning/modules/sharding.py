@@ -123,6 +123,33 @@ def gradient_sync(module: nn.Module, enabled: bool) -> Iterator[None]:
             root.set_requires_gradient_sync(True)
 
 
+@contextmanager
+def gathered_weights(module: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Within the block the FSDP2 units in ``module`` all-gather their parameters once, on
+    entry, and keep them for every forward, instead of gathering each unit at each forward.
+
+    A rollout runs hundreds of no-grad forwards; a cached step computes little, so gathering
+    8B weights per step would cost more than the step. This costs the full weights on every
+    rank for the block. On exit each unit frees them and takes back the setting
+    :func:`shard_model` leaves by default: decoder layers reshard after forward, the root does
+    not. A no-op without FSDP2 modules or when not ``enabled``.
+    """
+    roots = sharded_roots(module) if enabled else []
+    units = [unit for root in roots for unit in root.modules() if isinstance(unit, FSDPModule)]
+    for root in roots:
+        root.set_reshard_after_forward(False)  # FSDP2's documented switch for evaluation
+    for unit in units:
+        unit.unshard()
+    try:
+        yield
+    finally:
+        for root in roots:
+            root.set_reshard_after_forward(True)
+            root.set_reshard_after_forward(False, recurse=False)
+        for unit in units:
+            unit.reshard()
+
+
 def full_tensor(value: torch.Tensor) -> torch.Tensor:
     """A plain tensor of ``value``'s global value (DTensors are gathered, others unchanged).
 
