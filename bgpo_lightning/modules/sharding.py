@@ -130,9 +130,10 @@ def gathered_weights(module: nn.Module, enabled: bool = True) -> Iterator[None]:
 
     A rollout runs hundreds of no-grad forwards; a cached step computes little, so gathering
     8B weights per step would cost more than the step. This costs the full weights on every
-    rank for the block. On exit each unit frees them and takes back the setting
-    :func:`shard_model` leaves by default: decoder layers reshard after forward, the root does
-    not. A no-op without FSDP2 modules or when not ``enabled``.
+    rank for the block. On exit the units take back the setting :func:`shard_model` leaves by
+    default, and the state a forward leaves with it: decoder layers reshard after forward, so
+    they free their weights now; the root does not, so it keeps them until the next backward.
+    A no-op without FSDP2 modules or when not ``enabled``.
     """
     roots = sharded_roots(module) if enabled else []
     units = [unit for root in roots for unit in root.modules() if isinstance(unit, FSDPModule)]
@@ -147,7 +148,8 @@ def gathered_weights(module: nn.Module, enabled: bool = True) -> Iterator[None]:
             root.set_reshard_after_forward(True)
             root.set_reshard_after_forward(False, recurse=False)
         for unit in units:
-            unit.reshard()
+            if not any(unit is root for root in roots):
+                unit.reshard()
 
 
 def full_tensor(value: torch.Tensor) -> torch.Tensor:

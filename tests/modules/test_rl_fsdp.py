@@ -25,7 +25,8 @@ advantages. Float64 weights (``policy.double()``; ModelParallelStrategy refuses
 The same parity with a KL term (the frozen reference copy sharded as well). Also shown: one
 gradient reduce-scatter per FSDP2 unit per optimizer step although BGPO runs 9 backwards
 (``torch.distributed``'s reduce-scatter is wrapped to count calls; a control that syncs on
-every backward shows 9 times as many), also for SFT; the distributed checkpoint resumes to the
+every backward shows 9 times as many), also for SFT; rollouts with ``gather_weights`` give the
+same steps with fewer all-gathers; the distributed checkpoint resumes to the
 same parameters as an uninterrupted run, each rank with its own random streams (the module's
 checkpoint hooks gather every rank's generator states: rank 0 alone writes the metadata);
 ``full_state_dict`` gathers the single process's weights on rank 0 (``save_pretrained``
@@ -35,6 +36,7 @@ fit in a directory that ``PolicySpec(path=...)`` loads.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sys
@@ -62,7 +64,7 @@ from bgpo_lightning.policy import PolicySpec, build_policy
 from bgpo_lightning.tasks import PromptDataModule
 from bgpo_lightning.tasks.datamodule import collate_examples
 from tests.helpers import TINY, CollectiveCounter, join_as_rank
-from tests.modules.conftest import GREEDY, rl_kwargs
+from tests.modules.conftest import GREEDY, SAMPLER, rl_kwargs
 from tests.modules.test_rl_ddp import DenseRewardRL
 
 WORLD = 2
@@ -276,9 +278,13 @@ def _rank_main(local_rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)  # two ranks on a 2-core machine
     try:
         # Parity with one process, reduce-scatter count, full_state_dict and the HF export.
-        with CollectiveCounter(CollectiveCounter.REDUCE_SCATTERS) as counter:
+        with (
+            CollectiveCounter(CollectiveCounter.REDUCE_SCATTERS) as counter,
+            CollectiveCounter(CollectiveCounter.ALL_GATHERS) as all_gathers,
+        ):
             recorder, export = Recorder(counter), HFExport(dirpath=str(out / "export"))
             model = fit(out / "parity", ReplayRL, MAX_STEPS, fsdp2(), [recorder, export])
+            results["all_gathers"] = all_gathers.calls
             results["parity"] = recorder.summary(model)
             results["exported_to"] = export.saved_to
             results["fsdp_units"] = sum(isinstance(m, FSDPModule) for m in model.modules())
@@ -294,6 +300,16 @@ def _rank_main(local_rank: int, port: int, out_dir: str) -> None:
             sft = Recorder(counter)
             model = fit(out / "sft", NormLoggingSFT, MAX_STEPS, fsdp2(), [sft])
             results["sft"] = sft.summary(model)
+        # Rollouts with the weights gathered once per rollout (SamplerConfig.gather_weights).
+        with CollectiveCounter(CollectiveCounter.ALL_GATHERS) as all_gathers:
+            gathered = Recorder()
+            rollout = dataclasses.replace(SAMPLER, gather_weights=True)
+            overrides = {"rollout": rollout}
+            model = fit(
+                out / "gathered", ReplayRL, MAX_STEPS, fsdp2(), [gathered], overrides=overrides
+            )
+            results["gathered"] = gathered.summary(model)
+            results["gathered_all_gathers"] = all_gathers.calls
         # With a KL term: the frozen reference copy is sharded too.
         kl = Recorder()
         model = fit(out / "kl", ReplayRL, MAX_STEPS, fsdp2(), [kl], overrides=KL)
@@ -419,6 +435,20 @@ def test_one_reduce_scatter_per_fsdp_unit_and_step(runs):
         torch.testing.assert_close(
             rank["always"]["grads"][0], rank["parity"]["grads"][0], rtol=1e-10, atol=1e-13
         )
+
+
+@needs_gloo
+def test_rollouts_with_gathered_weights_train_as_one_process_with_fewer_all_gathers(runs):
+    single = runs["single"]
+    for rank in runs["ranks"]:
+        for step in range(MAX_STEPS):
+            torch.testing.assert_close(
+                rank["gathered"]["params"][step], single["params"][step], rtol=1e-10, atol=1e-12
+            )
+        # Each of a step's 2 rollouts (one per prompt, 4 forwards) gathers the 2 layers once
+        # instead of at every forward: at least 6 all-gathers fewer per rollout.
+        saved = rank["all_gathers"] - rank["gathered_all_gathers"]
+        assert saved >= 6 * PROMPTS_PER_RANK * MAX_STEPS, saved
 
 
 @needs_gloo
