@@ -3,11 +3,10 @@
 Each rank shards the tiny float64 policy with FSDP2 over both ranks and keeps an unsharded
 copy. ``torch.distributed``'s all-gathers are wrapped to count calls. Inside the block each
 FSDP2 unit gathers once, on entry (a unit still holding its weights, as FSDP2's root does after
-a forward, gathers nothing), and no forward gathers again. After it the units are sharded
-again (the root keeps its weights, as after any forward), gather per forward as before, and a
-backward gives the unsharded copy's gradient. A
-rollout with ``gather_weights`` gathers each layer once instead of at every step, and samples
-the unsharded policy's tokens.
+a forward, gathers nothing), and no forward gathers again. After it the layers are sharded
+again and gather per forward as before, the root keeps its weights as after any forward, and a
+backward gives the unsharded copy's gradient. A rollout with ``gather_weights`` gathers each
+layer once instead of at every step, and samples the unsharded policy's tokens.
 """
 
 from __future__ import annotations
