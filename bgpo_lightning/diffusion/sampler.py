@@ -87,7 +87,8 @@ class SamplerConfig:
             keep them for all its forwards (``modules.sharding.gathered_weights``), instead
             of gathering every decoder layer at every forward. Costs the full weights on each
             GPU while sampling; a no-op without FSDP2. Applied by
-            ``DiffusionPolicyModule.sample``.
+            ``DiffusionPolicyModule.sample``. ``cuda_graph`` under FSDP2 needs it: a replayed
+            graph runs none of FSDP2's all-gathers.
     """
 
     gen_length: int = 16

@@ -75,6 +75,10 @@ class DiffusionPolicyModule(L.LightningModule):
         if config.merge_lora and lora.adapter_of(self.policy) is None:
             raise ConfigError(f"{key}.merge_lora needs a LoRA policy (policy.lora)")
 
+    def sampler_settings(self) -> dict[str, SamplerConfig]:
+        """This module's sampler settings by their key (the RL module adds ``rollout``)."""
+        return {"eval_sampler": self.eval_sampler}
+
     # ---- runtime objects -------------------------------------------------------------------
     @property
     def progress_label(self) -> str:
@@ -144,6 +148,14 @@ class DiffusionPolicyModule(L.LightningModule):
                 "policy.lora is not supported under FSDP2 (ModelParallelStrategy): its "
                 "adapter-only checkpoints and merged export need unsharded weights; use DDP"
             )
+        # A replayed CUDA graph runs none of FSDP2's per-forward all-gathers, and FSDP2 frees
+        # the gathered weights the graph captured after each forward: they must stay gathered.
+        for key, config in self.sampler_settings().items():
+            if self.device_mesh is not None and config.cuda_graph and not config.gather_weights:
+                raise ConfigError(
+                    f"{key}.cuda_graph under FSDP2 needs {key}.gather_weights: true (a CUDA "
+                    "graph replays none of FSDP2's all-gathers)"
+                )
 
     def configure_model(self) -> None:
         """Under ModelParallelStrategy, shards the policy with FSDP2 over the data-parallel

@@ -180,6 +180,9 @@ class DiffusionRLModule(PolicyGradientMixin, DiffusionPolicyModule):
         return self.objective.kl_coef
 
     # ---- 1-2: rollouts and rewards -------------------------------------------------------------
+    def sampler_settings(self) -> dict[str, SamplerConfig]:
+        return {"rollout": self.rollout, **super().sampler_settings()}
+
     def rollout_batch(self, batch: list[Example]) -> Rollout:
         """Generates G responses per prompt, scores them, computes the advantages."""
         ids, mask = self.prompt_tensors([e.prompt for e in batch])

@@ -7,6 +7,7 @@ exactly as they would on more ranks (Lightning sets the mesh, then calls ``setup
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import timedelta
 
@@ -23,7 +24,7 @@ from bgpo_lightning.modules.sharding import is_sharded
 from bgpo_lightning.policy import PolicySpec
 from bgpo_lightning.policy.lora import LoraSpec
 from tests.helpers import TINY
-from tests.modules.conftest import rl_kwargs
+from tests.modules.conftest import GREEDY, rl_kwargs
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo"
@@ -89,3 +90,26 @@ def test_gradient_statistics_refuses_a_sharded_policy(one_rank_fsdp2, tmp_path, 
     # no rollout is needed to reach it).
     with pytest.raises(ConfigError, match="does not support FSDP2-sharded parameters"):
         model.policy_gradient(None, 1, generator=None)
+
+
+@pytest.mark.parametrize("key", ["rollout", "eval_sampler"])
+def test_a_cuda_graph_without_gathered_weights_is_refused_before_sharding(
+    one_rank_fsdp2, tmp_path, sudoku_data, key
+):
+    graphed = dataclasses.replace(GREEDY, cache="dual", cuda_graph=True)
+    model = DiffusionRLModule(**rl_kwargs(**{key: graphed}))
+    expected = rf"^{key}\.cuda_graph under FSDP2 needs {key}\.gather_weights: true "
+    with pytest.raises(ConfigError, match=expected):
+        one_rank_fsdp2(tmp_path).fit(model, sudoku_data)
+    assert not is_sharded(model.policy)
+
+
+def test_a_cuda_graph_with_gathered_weights_passes_the_fsdp2_checks():
+    class Meshed(DiffusionRLModule):
+        device_mesh = property(lambda self: "a mesh")  # what the checks look at
+
+    graphed = dataclasses.replace(GREEDY, cache="dual", cuda_graph=True, gather_weights=True)
+    Meshed(**rl_kwargs(rollout=graphed, eval_sampler=graphed)).setup("fit")
+    without = dataclasses.replace(graphed, gather_weights=False)
+    with pytest.raises(ConfigError, match=r"^rollout\.cuda_graph under FSDP2"):
+        Meshed(**rl_kwargs(rollout=without)).setup("fit")
