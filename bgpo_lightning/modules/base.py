@@ -141,9 +141,12 @@ class DiffusionPolicyModule(L.LightningModule):
     # ---- optimisation ------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         # Refused here, where ModelParallelStrategy has set the mesh and just before
-        # configure_model shards: LoRA's adapter-only checkpoint hooks and its merged export
-        # are written for whole, unsharded weights.
-        if self.device_mesh is not None and lora.adapter_of(self.policy) is not None:
+        # configure_model shards.
+        if self.device_mesh is None:
+            return
+        # LoRA's adapter-only checkpoint hooks and its merged export are written for whole,
+        # unsharded weights.
+        if lora.adapter_of(self.policy) is not None:
             raise ConfigError(
                 "policy.lora is not supported under FSDP2 (ModelParallelStrategy): its "
                 "adapter-only checkpoints and merged export need unsharded weights; use DDP"
@@ -151,7 +154,7 @@ class DiffusionPolicyModule(L.LightningModule):
         # A replayed CUDA graph runs none of FSDP2's per-forward all-gathers, and FSDP2 frees
         # the gathered weights the graph captured after each forward: they must stay gathered.
         for key, config in self.sampler_settings().items():
-            if self.device_mesh is not None and config.cuda_graph and not config.gather_weights:
+            if config.cuda_graph and not config.gather_weights:
                 raise ConfigError(
                     f"{key}.cuda_graph under FSDP2 needs {key}.gather_weights: true (a CUDA "
                     "graph replays none of FSDP2's all-gathers)"
