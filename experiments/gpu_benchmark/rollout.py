@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -67,13 +68,19 @@ def measure_rollout(
     """Generates ``rows`` responses with the samplers of :func:`_samplers` from one seed.
 
     Returns:
-        Seconds, generated tokens per second, and whether the samplers produced the same tokens.
+        Seconds, generated tokens per second, the timed rollout's peak memory (CUDA only: it
+        counts what was already resident, such as a merged adapter's stand-in weights), and
+        whether the samplers produced the same tokens.
     """
     policy.eval()
     device = next(policy.parameters()).device
+    cuda = device.type == "cuda"
     run = _samplers(policy, rows=rows, prompt_length=prompt_length, config=config)
     run["vectorised"](seed)  # warm-up: kernels, allocator
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
     fast, fast_s = _timed(lambda: run["vectorised"](seed), device)
+    peak_gib = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else math.nan
     tokens = rows * config.gen_length
     row = {
         "rows": rows,
@@ -83,6 +90,7 @@ def measure_rollout(
         "temperature": config.temperature,
         "vectorised_s": fast_s,
         "vectorised_tok_s": tokens / fast_s,
+        "vectorised_peak_gib": peak_gib,
     }
     if with_reference:
         slow, slow_s = _timed(lambda: run["reference"](seed), device)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -197,6 +198,9 @@ def test_cpu_lora_rows_take_the_rollout_timed_with_the_adapter_on(tmp_path, monk
     assert rollout["training_lora"]["rows"] == rollout["training"]["rows"]
     assert rollout["training_lora_merged"]["rows"] == rollout["training"]["rows"]
     assert merged == [False, True]  # lora's rollout unmerged, then lora+merged's merged
+    # Peak memory is the CUDA allocator's; on the CPU each rollout records that it has none.
+    for key in ("training", "training_lora", "training_lora_merged"):
+        assert math.isnan(rollout[key]["vectorised_peak_gib"])
     rows = {r["case"]: r for r in read_csv(out / "likelihood.csv")}
     # Checkpointing leaves the no-grad rollout as it is; the adapter's rollout is its own.
     assert rows["bgpo"]["rollout_s"] == rows["bgpo[gc]"]["rollout_s"] == pytest.approx(plain_s)
