@@ -90,16 +90,21 @@ def row_order(cells: dict) -> list[Cell]:
     return matrix + others
 
 
-def cell_text(row: dict | None) -> str:
-    """``speed-up · step share [run]``. A run without an eager exact row has no speed-up, so
-    its cell gives the tokens/s it measured instead."""
+def cell_text(row: dict | None, exact: dict | None = None) -> str:
+    """``speed-up · step share [run]``. A run without an eager exact row has no speed-up of its
+    own: its cell gives the tokens/s it measured and, where another run timed the column's
+    eager exact sampler (``exact``), the ratio to that run's, naming it, since a ratio across
+    two runs (two machines) is weaker than one measured side by side."""
     if row is None:
         return "–"
     speedup, share = row["speedup_vs_exact"], row["rollout_fraction_of_step"]
-    if math.isnan(speedup):
+    if not math.isnan(speedup):
+        speedup_text = f"{speedup:.2f}x"
+    elif exact is None:
         speedup_text = f"no exact row, {row['tok_s']:.0f} tok/s"
     else:
-        speedup_text = f"{speedup:.2f}x"
+        ratio = row["tok_s"] / exact["tok_s"]
+        speedup_text = f"{row['tok_s']:.0f} tok/s, {ratio:.2f}x run {exact['run']}'s exact"
     return f"{speedup_text} · {cell(share, 2)} [{row['run']}]"
 
 
@@ -111,7 +116,8 @@ def table(cells: dict, runs: list[tuple[Path, int]]) -> str:
     missing = []
     for mode, compiled in row_order(cells):
         found = [cells.get(((mode, compiled), column)) for column in COLUMNS]
-        texts = " | ".join(cell_text(row) for row in found)
+        exacts = [cells.get((("exact", False), column)) for column in COLUMNS]
+        texts = " | ".join(map(cell_text, found, exacts))
         lines.append(f"| {mode} | {'yes' if compiled else 'no'} | {texts} |")
         if mode in MATRIX_MODES:
             missing += [
@@ -122,7 +128,9 @@ def table(cells: dict, runs: list[tuple[Path, int]]) -> str:
     lines += [
         "",
         "Cells: speed-up over the same run's eager exact sampler · rollout / BGPO step "
-        "(n_t = 16) [run]. Runs:",
+        "(n_t = 16) [run]. A run that timed no eager exact row gives its tokens/s and their "
+        "ratio to the eager exact row of the run named (a ratio across two device calls). "
+        "Runs:",
         "",
     ]
     folders = [log.parent for log, _ in runs]

@@ -118,6 +118,18 @@ def test_a_run_without_an_exact_row_says_so_instead_of_a_speedup(tmp_path):
     assert _line(_table(tmp_path, [log]), "dual", True)[0] == expected
 
 
+def test_without_its_own_exact_row_a_cell_is_compared_with_another_runs_naming_it(tmp_path):
+    exact_run = _log(tmp_path, "exact_64", "1b", [_row("exact", False, 40.0, 64)])
+    other_shape = _log(tmp_path, "exact_8b", "8b", [_row("exact", False, 90.0, 64)])
+    compiled = _log(tmp_path, "dual_64", "1b", [_row("dual", True, 8.0, 64)])
+    table = _table(tmp_path, [exact_run, other_shape, compiled])
+    share = 8.0 / (8.0 + LIKELIHOOD_S * 64 / 16)
+    # Same rows and shape: tokens/s 4096 against the exact run's 819.2, a 5x ratio.
+    expected = f"{64 * 512 / 8.0:.0f} tok/s, {40.0 / 8.0:.2f}x run 1's exact · {share:.2f} [3]"
+    assert _line(table, "dual", True)[1] == expected
+    assert "ratio to the eager exact row of the run named" in table
+
+
 def test_a_missing_or_shapeless_log_is_a_one_line_error_naming_it(tmp_path):
     with pytest.raises(SystemExit, match="nowhere/log.txt: no such log"):
         main([str(tmp_path / "nowhere" / "log.txt")])
