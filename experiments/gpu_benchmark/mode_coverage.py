@@ -9,7 +9,10 @@ calls, so this collects them from the runs' printed logs into one table:
         --out docs/benchmarks/mode_coverage.md
 
 A cell holds the speed-up over the eager exact sampler of the same run, the rollout's share of
-a BGPO step (n_t = 16), and the number of the run, whose folder the legend names. Where several
+a BGPO step (n_t = 16), and the number of the run, whose folder the legend names. A run that
+timed no eager exact row (one whole exact rollout at 8b and 64 rows takes most of a device call)
+gives its tokens/s and their ratio to the column's eager exact row from another run, named in
+the cell. Where several
 runs timed a cell, the log given last wins, so give logs oldest first (``--before-compile-fixes``
 logs are read first, then ``--before-cache-memory-fix`` logs, then the others). Measured modes
 outside the matrix (``dual+graph``, ``f32`` ...) follow the matrix's rows.
