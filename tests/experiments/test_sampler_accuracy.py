@@ -15,21 +15,18 @@ from bgpo_lightning.tasks.datamodule import PromptDataModule
 from bgpo_lightning.tasks.registry import get_task
 from experiments.estimator_study.batch import build_module
 from experiments.sampler_accuracy import (
-    CSV_FIELDS,
     MODES,
     chosen_setup,
     count_forwards,
-    describe_modes,
     has_duplicate,
     load_splits,
     main,
     mode_sampler,
     parse_mode,
     parser,
-    render_doc,
     run_check,
-    write_csv,
 )
+from experiments.sampler_accuracy_report import render_doc
 from experiments.sampler_accuracy_setups import (
     EMBEDDED_DEFAULT,
     SETUPS,
@@ -81,19 +78,6 @@ def test_prefix_cache_refreshed_every_step_matches_exact(rows):
     assert prefix.holds
 
 
-def test_csv_and_doc(rows, tmp_path):
-    path = tmp_path / "results.csv"
-    write_csv(rows, path)
-    with path.open() as handle:
-        table = list(csv.DictReader(handle))
-    assert tuple(table[0]) == CSV_FIELDS
-    assert [r["mode"] for r in table] == ["exact", "prefix-refresh1"]
-    doc = render_doc(rows, "python -m experiments.sampler_accuracy", ["a note"], GROUP, 0, 1.0)
-    assert "CPU times are not the GPU figures" in doc
-    assert "| toy | prefix-refresh1 |" in doc
-    assert "**prefix-refresh1** on toy: greedy accuracy within 1 point of exact" in doc
-
-
 def test_counters():
     layer = torch.nn.Linear(3, 2)
     with count_forwards(layer) as counter:
@@ -135,16 +119,6 @@ def test_an_unknown_mode_option_is_a_one_line_usage_error(capsys):
     assert "unknown part 'fast' of mode 'dual+fast'" in capsys.readouterr().err
 
 
-def test_the_report_describes_the_modes_it_measured(rows):
-    names = ("exact", "dual+threshold0.9", "prefix+refresh2", "dual+f32")
-    assert describe_modes([replace(rows[0], mode=m) for m in names]) == (
-        "exact (`cache='none'`), dual+threshold0.9 (`cache='dual', threshold=0.9`), "
-        "prefix+refresh2 (`cache='prefix', cache_refresh_steps=2`), "
-        "dual+f32 (`cache='dual', precision='float32'`)"
-    )
-    assert describe_modes(rows) == "exact (`cache='none'`), prefix-refresh1"  # a free name
-
-
 # ---- setups ---------------------------------------------------------------------------------
 
 
@@ -177,29 +151,6 @@ def test_mode_sampler_uses_the_given_shape():
     exact = mode_sampler(RolloutMode("exact"), SHAPE, 0.0)
     assert (exact.gen_length, exact.block_length, exact.steps) == (16, 8, 8)
     assert (exact.temperature, exact.cache, exact.threshold) == (0.0, "none", None)
-
-
-def test_render_doc_takes_policy_shape_temperature_and_csv_from_the_setup(rows):
-    default = render_doc(rows, "cmd", [], GROUP, 0, 1.0)
-    assert "gen_length 16, block_length 8, steps 8; greedy for accuracy, temperature 1.0" in default
-    assert EMBEDDED_DEFAULT.policy in default
-    assert "`docs/sampler_accuracy/results.csv`" in default
-    study = render_doc(rows, "cmd", [], GROUP, 0, 1.0, STUDY_SUDOKU)
-    assert "gen_length 32, block_length 16, steps 16; greedy for accuracy, temperature 0.9" in study
-    assert f"- Policy: {STUDY_SUDOKU.policy}" in study and "embedded default" not in study
-    assert STUDY_SUDOKU.sampler_source in study
-    assert "`docs/sampler_accuracy_study/results.csv`" in study
-
-
-def test_doc_says_the_threshold_barely_saves_forwards_only_when_it_does(rows):
-    exact = rows[0]
-    barely = replace(exact, mode="threshold0.9", forward_ratio=0.95)
-    saved = replace(exact, mode="dual+threshold0.9", forward_ratio=0.54)
-    remark = "the forwards barely drop on CPU here"
-    assert remark in render_doc([exact, barely], "cmd", [], GROUP, 0, 1.0)
-    doc = render_doc([exact, barely, saved], "cmd", [], GROUP, 0, 1.0)
-    assert remark not in doc and "no row of the batch has a mask left." in doc
-    assert remark not in render_doc(rows, "cmd", [], GROUP, 0, 1.0)  # no threshold row
 
 
 def test_study_splits_are_the_d1_test_file_only(tmp_path):
@@ -320,14 +271,6 @@ def test_main_explains_a_missing_study_warm_start_or_test_file(tiny_warm_start, 
     assert main(no_test) == 2
     assert "no test split" in capsys.readouterr().err
     assert not (tmp_path / "d.md").exists()
-
-
-def test_a_gpu_run_names_its_device_and_says_what_its_times_mean(rows, monkeypatch):
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
-    doc = render_doc(rows, "cmd", [], GROUP, 0, 1.0, device="cuda")
-    assert "NVIDIA H200" in doc and "CPU only" not in doc
-    assert "CPU times are not the GPU figures" not in doc
-    assert "a small model leaves the GPU mostly idle" in doc
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where CUDA is missing")
