@@ -2,7 +2,10 @@
 
 from bgpo_lightning.policy.block_cache import BlockKVCache
 from bgpo_lightning.policy.bpe_tokenizer import train_bpe_tokenizer
-from bgpo_lightning.policy.checkpointing import enable_gradient_checkpointing
+from bgpo_lightning.policy.checkpointing import (
+    disable_gradient_checkpointing,
+    enable_gradient_checkpointing,
+)
 from bgpo_lightning.policy.diffusion_lm import DiffusionLM
 from bgpo_lightning.policy.lora import LoraSpec, adapter_disabled, adapter_of, merged_model
 from bgpo_lightning.policy.model import (
@@ -35,6 +38,7 @@ __all__ = [
     "build_reference",
     "build_tiny_model",
     "decode_responses",
+    "disable_gradient_checkpointing",
     "enable_gradient_checkpointing",
     "encode_prompts",
     "encode_responses",

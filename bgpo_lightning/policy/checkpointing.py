@@ -32,3 +32,12 @@ def enable_gradient_checkpointing(model: nn.Module) -> nn.Module:
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(_NON_REENTRANT))
     return model
+
+
+def disable_gradient_checkpointing(model: nn.Module) -> nn.Module:
+    """Turns checkpointing off again (a no-op where it was never on)."""
+    disable = getattr(model, "activation_checkpointing_disable", None)
+    if disable is None:  # transformers before the rename
+        disable = model.gradient_checkpointing_disable
+    disable()
+    return model

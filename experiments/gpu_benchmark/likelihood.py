@@ -22,7 +22,10 @@ from bgpo_lightning.modules import DiffusionRLModule
 from bgpo_lightning.modules.optim import OptimConfig
 from bgpo_lightning.modules.rollout import Rollout
 from bgpo_lightning.policy import frozen_copy, lora
-from bgpo_lightning.policy.checkpointing import enable_gradient_checkpointing
+from bgpo_lightning.policy.checkpointing import (
+    disable_gradient_checkpointing,
+    enable_gradient_checkpointing,
+)
 
 #: How the policy is trained: every weight (``plain``), with gradient checkpointing (``gc``),
 #: a LoRA adapter (``lora``: d1's rank 128, alpha 64, every projection), or both.
@@ -64,7 +67,7 @@ def apply_variant(policy, variant: str) -> None:
     if "gc" in variant:
         enable_gradient_checkpointing(policy.model)
     else:
-        policy.model.gradient_checkpointing_disable()
+        disable_gradient_checkpointing(policy.model)
 
 
 class RandomRolloutRL(DiffusionRLModule):

@@ -1,6 +1,8 @@
 """Gradient checkpointing: the same gradients through BGPO's likelihood loop, layers recomputed
 during backward with fewer activations kept, and the no-grad sampler unchanged."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from bgpo_lightning.policy import (
     LoraSpec,
     PolicySpec,
     build_policy,
+    disable_gradient_checkpointing,
     enable_gradient_checkpointing,
 )
 from bgpo_lightning.policy.block_models import build_block_model
@@ -92,6 +95,17 @@ def test_policy_spec_turns_it_on_for_training_mode_only():
     assert all(layer.gradient_checkpointing for layer in model.model.model.layers)
     assert forward_backward(model.train())[0] == 2
     assert forward_backward(model.eval())[0] == 1
+
+
+def test_disabling_runs_each_layer_once_again_without_a_deprecation_warning():
+    model = policy(checkpointing=True)
+    assert forward_backward(model)[0] == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # transformers' old method names warn
+        disable_gradient_checkpointing(model.model)
+        disable_gradient_checkpointing(model.model)  # already off: nothing to undo
+    assert not any(layer.gradient_checkpointing for layer in model.model.model.layers)
+    assert forward_backward(model.train())[0] == 1
 
 
 def test_a_model_without_support_is_a_config_error():
