@@ -30,7 +30,13 @@ def task_arguments(description: str, argv: list[str] | None) -> tuple[str, Path,
 
 
 def write_summary(path: Path, summary: dict) -> dict:
-    """Writes ``summary`` as the step's done file and prints it on one line."""
-    path.write_text(json.dumps(summary, indent=1))
+    """Writes ``summary`` as the step's done file and prints it on one line.
+
+    The scheduler takes the file's existence as the step being done and the next steps read
+    it, so it is written beside and renamed into place: it appears whole or not at all.
+    """
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(summary, indent=1))
+    partial.replace(path)
     print(json.dumps(summary), flush=True)
     return summary

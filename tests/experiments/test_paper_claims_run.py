@@ -131,7 +131,8 @@ def test_vrpo_ol_needs_the_probe_first(root):
 
 
 def _fake_jobs(monkeypatch, seconds: float = 0.0) -> None:
-    """Jobs that write their own done file (a result for runs) instead of training."""
+    """Jobs that write their own done file (a result for runs) instead of training, renamed
+    into place as the real steps do: the scheduler reads results while other jobs run."""
 
     def argv(job, root):
         result = {"task": job.task, "status": "ok", "curve": [{"batch": 0, "val": 0.5}]}
@@ -146,7 +147,8 @@ def _fake_jobs(monkeypatch, seconds: float = 0.0) -> None:
             f"import json, pathlib, sys, time; time.sleep({seconds}); "
             f"p = pathlib.Path({str(job.done_file)!r}); "
             f"p.parent.mkdir(parents=True, exist_ok=True); "
-            f"p.write_text(json.dumps(dict({result!r}, argv=sys.argv[1:])))"
+            f"q = p.with_name(p.name + '.partial'); "
+            f"q.write_text(json.dumps(dict({result!r}, argv=sys.argv[1:]))); q.replace(p)"
         )
         return [sys.executable, "-c", code]
 
