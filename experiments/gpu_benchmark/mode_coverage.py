@@ -117,9 +117,9 @@ def table(cells: dict, runs: list[tuple[Path, int]]) -> str:
     head = " | ".join(f"{shape}, {rows} rows" for shape, rows in COLUMNS)
     lines = [f"| mode | compile | {head} |", "|---|---|" + "---|" * len(COLUMNS)]
     missing = []
+    exacts = [cells.get((("exact", False), column)) for column in COLUMNS]  # the same each row
     for mode, compiled in row_order(cells):
         found = [cells.get(((mode, compiled), column)) for column in COLUMNS]
-        exacts = [cells.get((("exact", False), column)) for column in COLUMNS]
         texts = " | ".join(map(cell_text, found, exacts))
         lines.append(f"| {mode} | {'yes' if compiled else 'no'} | {texts} |")
         if mode in MATRIX_MODES:
