@@ -30,6 +30,7 @@ from bgpo_lightning.policy import (
 )
 from bgpo_lightning.policy.block_models import build_block_model
 from bgpo_lightning.policy.compiled_forward import compiled_forward
+from bgpo_lightning.policy.diffusion_lm import padding_mask
 from bgpo_lightning.policy.lora_checkpoint import drop_frozen_base, restore_frozen_base
 from bgpo_lightning.policy.merged_lora import merged_adapter
 from bgpo_lightning.tasks import Example, Task
@@ -198,12 +199,17 @@ class DiffusionPolicyModule(L.LightningModule):
         ``config.threshold`` the fixed or the confidence-threshold schedule; both are part of
         the ``rollout``/``eval_sampler`` settings, so they are logged with the hyperparameters.
         """
-        full_mask = torch.cat(
-            [prompt_mask, prompt_mask.new_ones(prompt_mask.shape[0], config.gen_length)], dim=1
+        # Whether the batch is padded is decided here, once: checked in every forward, it
+        # would be a host-device sync at every step of the loop.
+        full_mask = padding_mask(
+            torch.cat(
+                [prompt_mask, prompt_mask.new_ones(prompt_mask.shape[0], config.gen_length)],
+                dim=1,
+            )
         )
 
         def block_logits(x: torch.Tensor, block: slice) -> torch.Tensor:
-            return self.policy(x, full_mask, logits_to_keep=block)
+            return self.policy(x, full_mask, logits_to_keep=block, padded=True)
 
         block_model = build_block_model(self.policy, full_mask, config.cache, config.cuda_graph)
         with (

@@ -23,6 +23,15 @@ def padded_positions(keep: torch.Tensor) -> torch.Tensor:
     return (keep.long().cumsum(dim=-1) - 1).clamp_min(0)
 
 
+def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """``attention_mask`` if it hides a position, else None: without a mask attention runs its
+    unmasked fused kernels. The check is a host-device sync, so a caller that runs many
+    forwards on one mask (a sampler's step loop) calls this once and passes ``padded=True``."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return attention_mask
+
+
 def forward_parameters(model: nn.Module) -> set[str]:
     """Names of the keyword arguments ``model.forward`` takes.
 
@@ -63,6 +72,7 @@ class DiffusionLM(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         logits_to_keep: int | slice = 0,
+        padded: bool = False,
     ) -> torch.Tensor:
         """Logits ``(N, T', V)`` of the kept positions.
 
@@ -73,13 +83,15 @@ class DiffusionLM(nn.Module):
                 after its prompt), or a ``slice`` of non-negative positions (a sampler block).
                 At LLaDA's vocabulary the output projection of unneeded positions is a large
                 share of a forward's FLOPs and of the activations kept for backward.
+            padded: ``attention_mask`` is known to hide a position (``padding_mask``), so the
+                forward skips checking it, a host-device sync.
         """
         length = input_ids.shape[1]
         window = _as_slice(logits_to_keep)
         start, stop, _ = window.indices(length) if window is not None else (0, length, 1)
         if stop <= start:
             raise ValueError(f"logits_to_keep {logits_to_keep} keeps no position")
-        kwargs = self._mask_arguments(attention_mask)
+        kwargs = self._mask_arguments(attention_mask if padded else padding_mask(attention_mask))
         if self._model_takes_use_cache:
             kwargs["use_cache"] = False
         if not self.shifted_logits:
@@ -91,8 +103,9 @@ class DiffusionLM(nn.Module):
         return logits if start > 0 else torch.cat([logits[:, :1], logits[:, : stop - 1]], dim=1)
 
     def _mask_arguments(self, attention_mask: torch.Tensor | None) -> dict:
-        """The padding-related keyword arguments for the model's forward."""
-        if attention_mask is None or bool(attention_mask.all()):
+        """The padding-related keyword arguments for the model's forward (``attention_mask``:
+        None, or one that hides a position)."""
+        if attention_mask is None:
             return {}
         if not self._model_takes_mask:
             raise ValueError(

@@ -14,6 +14,7 @@ from bgpo_lightning.policy import (
     load_pretrained,
     make_bidirectional,
 )
+from bgpo_lightning.policy.diffusion_lm import padding_mask
 from tests.helpers import TINY, random_sequences, tiny_policy
 
 
@@ -114,6 +115,23 @@ def test_left_padding_matches_unpadded_logits_and_ignores_pad_values():
     # An all-ones mask is the same as no mask.
     with torch.no_grad():
         torch.testing.assert_close(policy(ids, torch.ones_like(ids)), policy(ids))
+
+
+def test_a_mask_checked_once_gives_the_logits_of_one_checked_at_every_forward():
+    policy = tiny_policy().eval()
+    ids = random_sequences(3, 2, 5, seed=3)
+    padded = torch.ones_like(ids)
+    padded[1, :2] = 0
+    unpadded = torch.ones_like(ids)
+    assert padding_mask(padded) is padded
+    assert padding_mask(unpadded) is None and padding_mask(None) is None
+    with torch.no_grad():
+        for mask, window in [(padded, slice(4, 7)), (padded, 0), (unpadded, slice(2, 5))]:
+            # What the sampler does: decide once, then skip the per-forward check.
+            once = policy(ids, padding_mask(mask), logits_to_keep=window, padded=True)
+            torch.testing.assert_close(once, policy(ids, mask, logits_to_keep=window))
+        # An all-ones mask passed as padded still hides nothing.
+        torch.testing.assert_close(policy(ids, unpadded, padded=True), policy(ids))
 
 
 def test_save_and_load_pretrained_keep_logits_and_bidirectionality(saved):
